@@ -1,0 +1,205 @@
+"""Reading the Volcano InSAR dataset.
+
+Each ``.int`` file holds one wrapped interferogram: raw little-endian float32
+of shape (128, 128, 2), i.e. (row, column, [real, imaginary]), no header. Only
+its phase is used, stored as the unit vector (cos(phase), sin(phase)) so that
+the data are continuous across the -pi / pi wrap.
+
+All tensors are channels last: (N, res, res, 2) with channels (cos, sin).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+FRAME_SIZE = 128
+FILE_DTYPE = np.dtype("<f4")
+FILE_BYTES = FRAME_SIZE * FRAME_SIZE * 2 * FILE_DTYPE.itemsize
+# Below this many files the progress bar is noise rather than information.
+_PROGRESS_BAR_MIN_FILES = 256
+
+
+def read_interferogram_phase(path: str | Path) -> np.ndarray:
+    """Read the wrapped phase of one ``.int`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file of exactly 131072 bytes: float32 (128, 128, [real, imaginary]).
+
+    Returns
+    -------
+    np.ndarray, shape (128, 128), float32
+        ``angle(real + 1j * imaginary)`` in [-pi, pi].
+
+    Raises
+    ------
+    ValueError
+        If the file size is not 131072 bytes, or it holds NaN or infinite values.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size != FILE_BYTES:
+        raise ValueError(
+            f"{path} has {size} bytes, expected {FILE_BYTES} "
+            f"(float32 {FRAME_SIZE} x {FRAME_SIZE} x 2, real and imaginary parts)"
+        )
+    values = np.fromfile(path, dtype=FILE_DTYPE).reshape(FRAME_SIZE, FRAME_SIZE, 2)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path} holds non-finite (NaN or infinite) values")
+    return np.arctan2(values[..., 1], values[..., 0])
+
+
+def find_interferogram_files(root: str | Path) -> list[Path]:
+    """All ``*.int`` files under ``root`` (recursively), sorted by path.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root`` is not a directory or holds no ``.int`` file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Volcano data root {root} is not a directory")
+    # Sorted so that "the first ntrain files" is the same set on every machine.
+    paths = sorted(path for path in root.rglob("*.int") if path.is_file())
+    if not paths:
+        raise FileNotFoundError(f"no .int files under {root}")
+    return paths
+
+
+def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, npad: int = 8) -> torch.Tensor:
+    """Load the phase of the first ``ntrain`` interferograms under ``root``.
+
+    Each phase becomes (cos, sin), is resized bilinearly from 128 x 128 to
+    ``resolution`` x ``resolution``, and the top-left ``resolution - npad``
+    square is kept (as in the original code).
+
+    Parameters
+    ----------
+    root : str or Path
+        Folder searched recursively for ``*.int`` files, taken in path order.
+    ntrain : int
+        Number of files to load, >= 1; there must be at least this many.
+    resolution : int
+        Side of the resized frames, > ``npad``.
+    npad : int
+        Rows and columns cropped from the bottom and the right, >= 0.
+
+    Returns
+    -------
+    torch.Tensor, shape (ntrain, resolution - npad, resolution - npad, 2), float32
+        Channels last: (cos(phase), sin(phase)).
+
+    Raises
+    ------
+    ValueError
+        Bad ``ntrain``, ``resolution`` or ``npad``; fewer than ``ntrain``
+        files; a file of the wrong size or with non-finite values.
+    FileNotFoundError
+        ``root`` is not a directory or holds no ``.int`` file.
+    """
+    if ntrain < 1:
+        raise ValueError(f"ntrain must be at least 1, got {ntrain}")
+    if npad < 0 or resolution <= npad:
+        raise ValueError(f"need 0 <= npad < resolution, got resolution={resolution}, npad={npad}")
+    paths = find_interferogram_files(root)
+    if len(paths) < ntrain:
+        raise ValueError(f"ntrain={ntrain} but only {len(paths)} .int files under {root}")
+    paths = paths[:ntrain]
+
+    # Filled file by file: peak memory is the (N, 2, 128, 128) result only.
+    unit_vectors = np.empty((len(paths), 2, FRAME_SIZE, FRAME_SIZE), dtype=np.float32)
+    progress = tqdm(paths, desc="loading .int files", unit="file", disable=len(paths) < _PROGRESS_BAR_MIN_FILES)
+    for index, path in enumerate(progress):
+        phase = read_interferogram_phase(path)
+        np.cos(phase, out=unit_vectors[index, 0])
+        np.sin(phase, out=unit_vectors[index, 1])
+
+    unit_vectors = torch.from_numpy(unit_vectors)
+    if resolution != FRAME_SIZE:
+        # Skipped at the native size, where bilinear resizing is the identity.
+        unit_vectors = F.interpolate(
+            unit_vectors, size=(resolution, resolution), mode="bilinear", align_corners=False
+        )
+    cropped = resolution - npad
+    return unit_vectors[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
+
+
+def split_train_valid(x: torch.Tensor, val_size: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Randomly split frames into a training and a validation set.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, ...)
+    val_size : float
+        Fraction in [0, 1] of the frames for validation, ``round(val_size * N)``
+        of them.
+    seed : int
+        Seed of the shuffle; the split depends only on (N, val_size, seed).
+
+    Returns
+    -------
+    train : torch.Tensor, shape (N - round(val_size * N), ...)
+    valid : torch.Tensor, shape (round(val_size * N), ...)
+        Disjoint; ``valid`` is empty when ``val_size`` is 0.
+    """
+    if not 0.0 <= val_size <= 1.0:
+        raise ValueError(f"val_size must be in [0, 1], got {val_size}")
+    n_frames = x.shape[0]
+    n_valid = round(val_size * n_frames)
+    # A private generator: the split neither depends on nor disturbs the global RNG.
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n_frames, generator=generator)
+    n_train = n_frames - n_valid
+    return x[order[:n_train]], x[order[n_train:]]
+
+
+class VolcanoDataset(Dataset):
+    """Frames of phase unit vectors, optionally randomly flipped.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (N, res, res, 2)
+        Channels last, as returned by `load_volcano`.
+    augment : bool
+        Flip each returned frame horizontally and, independently, vertically,
+        each with probability 0.5. Randomness comes from torch's global
+        generator, which DataLoader seeds differently in each worker.
+    """
+
+    def __init__(self, X: torch.Tensor, augment: bool = False):
+        if X.ndim != 4 or X.shape[1] != X.shape[2] or X.shape[3] != 2:
+            raise ValueError(f"expected a tensor of shape (N, res, res, 2), got {tuple(X.shape)}")
+        self._X = X
+        self.augment = augment
+
+    @property
+    def X(self) -> torch.Tensor:
+        """The whole tensor, shape (N, res, res, 2)."""
+        return self._X
+
+    @property
+    def res(self) -> int:
+        """Side of the frames."""
+        return self._X.shape[1]
+
+    def __len__(self) -> int:
+        return self._X.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        """Frame ``index``, shape (res, res, 2)."""
+        frame = self._X[index]
+        if self.augment:
+            # Flipping the spatial axes keeps (cos, sin) valid: no channel changes.
+            if torch.rand(()) < 0.5:
+                frame = torch.flip(frame, dims=(1,))  # horizontal: columns reversed
+            if torch.rand(()) < 0.5:
+                frame = torch.flip(frame, dims=(0,))  # vertical: rows reversed
+        return frame
