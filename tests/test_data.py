@@ -1,7 +1,6 @@
 """Tests of the Volcano data loading (src/data.py)."""
 
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +9,14 @@ import torch
 import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# `pytest` (unlike `python -m pytest`) does not put the repository root on the
-# import path; without it `src` cannot be imported.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from src.data import (  # noqa: E402
+from src.data import (
     VolcanoDataset,
     load_volcano,
     read_interferogram_phase,
     split_train_valid,
 )
-from src.synthetic import generate_interferograms, write_dataset  # noqa: E402
+from src.synthetic import generate_interferograms, write_dataset
 
 N_FILES = 6
 

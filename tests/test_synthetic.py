@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# `pytest` (unlike `python -m pytest`) does not put the repository root on the
-# import path; without it `src` cannot be imported.
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from src import synthetic  # noqa: E402
-from src.synthetic import generate_interferograms, write_dataset  # noqa: E402
+from src import synthetic
+from src.synthetic import generate_interferograms, write_dataset
 FILE_BYTES = 128 * 128 * 2 * 4
 
 

@@ -1,0 +1,165 @@
+"""Experiment configuration: the `Arguments` dataclass and its type-checked loading.
+
+Every hyperparameter of a run is a field of `Arguments`, with the original code's names
+and defaults. A run's resolved configuration is written as ``config.json`` beside its
+results, so ``Arguments`` is also what `eval.py` reads back.
+
+Loading goes through OmegaConf's structured configs, so that an unknown key (a typo such
+as ``"epoch"``), a value of the wrong type or an impossible value stops with a
+`ConfigError` that names the key, before anything is written anywhere.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from src.noise import KERNELS, NOISE_METHODS
+
+SCHEDULES = ("geometric", "linear")
+FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the offending key."""
+
+
+@dataclass
+class Arguments:
+    # --- optimisation and bookkeeping
+    batch_size: int = 16                    # training batch size
+    val_batch_size: int = 512               # batch size when sampling for validation metrics
+    epochs: int = 100                       # train for this many epochs
+    val_size: float = 0.1                   # fraction of the files held out as a validation split
+    record_interval: int = 100              # sample and compute validation metrics every this many epochs
+    white_noise: bool = False               # white noise instead of a Gaussian random field (rbf_* ignored)
+    augment: bool = False                   # random horizontal and vertical flips of training examples
+    schedule: str = "geometric"             # spacing of the noise levels: 'geometric' or 'linear'
+
+    # --- data
+    ntrain: int = 4096                      # number of *.int files to load from $DATA_DIR
+    resolution: int = 128                   # resize the 128 px interferograms to this many pixels...
+    npad: int = 8                           # ...then crop to resolution - npad; the network pads back by npad
+    scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
+
+    # --- annealed Langevin dynamics; sigmas are *variances*
+    epsilon: float = 2e-5                   # step size: alpha_j = epsilon * sigma_j^2 / sigma_L^2
+    sigma_1: float = 1.0                    # variance of the largest noise level
+    sigma_L: float = 0.01                   # variance of the smallest noise level
+    T: int = 100                            # Langevin steps per noise level
+    L: int = 10                             # number of noise levels from sigma_1 to sigma_L
+
+    # --- noise distribution (Gaussian random field)
+    rbf_scale: float = 1.0                  # length scale of the kernel (larger = smoother noise)
+    rbf_eps: float = 0.01                   # std of white noise added to the field (the original's Cholesky jitter)
+    noise_kernel: str = "exponential"       # covariance kernel; see src/noise.py (the original's 'rbf' is 'exponential')
+    noise_method: str = "fft"               # 'fft' (exact circulant embedding) or 'cholesky' (dense reference)
+
+    # --- score network (U-shaped neural operator)
+    factorization: Optional[str] = None     # tensor factorization of the spectral weights: tucker, cp, tt, dense or null
+    num_freqs_input: int = 0                # sinusoidal frequencies of the noise-level embedding for FiLM conditioning; 0 = off (the paper)
+    d_co_domain: int = 32                   # channels after lifting; block widths are d_co_domain * mult_dims
+    mult_dims: List[int] = field(default_factory=lambda: [1, 2, 4, 4])  # width multipliers of the 4 levels
+    fmult: float = 0.25                     # Fourier modes per block = int(block resolution * fmult), in (0, 1]
+    rank: float = 1.0                       # rank of the factorized spectral weights (fraction of full)
+    groups: int = 0                         # GroupNorm groups after each block; 0 = no normalisation
+
+    lr: float = 1e-3                        # Adam learning rate
+    Ntest: int = 1024                       # samples generated for validation metrics
+    num_workers: int = 2                    # data loader worker processes
+    ema_rate: Optional[float] = None        # EMA: shadow = (1 - ema_rate) * weights + ema_rate * shadow; null = off
+    seed: int = 0                           # seed of the weights, the split and the training noise
+
+    @property
+    def data_resolution(self) -> int:
+        """Side of the data the network sees, in pixels (after resizing and cropping)."""
+        return self.resize_to - self.npad
+
+    @property
+    def resize_to(self) -> int:
+        """Side to which the 128 px interferograms are resized before cropping."""
+        return round(self.resolution * self.scale_factor)
+
+
+def _check_values(args: Arguments) -> None:
+    """Reject values that type-check but cannot be run."""
+
+    def require(ok: bool, key: str, why: str) -> None:
+        if not ok:
+            raise ConfigError(f"config key '{key}' = {getattr(args, key)!r}: {why}")
+
+    for key in ("batch_size", "val_batch_size", "epochs", "record_interval", "T", "L",
+                "ntrain", "resolution", "d_co_domain", "Ntest"):
+        require(getattr(args, key) > 0, key, "must be positive")
+    require(args.npad >= 0, "npad", "must be >= 0")
+    require(args.num_workers >= 0, "num_workers", "must be >= 0")
+    require(args.num_freqs_input >= 0, "num_freqs_input", "must be >= 0")
+    require(0.0 <= args.val_size < 1.0, "val_size", "must be in [0, 1)")
+    require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
+    require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
+    require(args.sigma_1 >= args.sigma_L, "sigma_1",
+            f"must be >= sigma_L = {args.sigma_L}: sigmas decrease from sigma_1 to sigma_L "
+            "(did you swap them?)")
+    require(args.L >= 2 or args.sigma_1 == args.sigma_L, "L", "needs at least 2 levels when sigma_1 != sigma_L")
+    require(args.epsilon > 0, "epsilon", "must be positive")
+    require(0.0 < args.scale_factor <= 1.0, "scale_factor", "must be in (0, 1]")
+    require(args.resize_to > args.npad, "resolution",
+            f"must be larger than npad = {args.npad} (data is cropped to resolution - npad)")
+    require(0.0 < args.fmult <= 1.0, "fmult", "must be in (0, 1]")
+    require(args.rank > 0, "rank", "must be positive")
+    require(args.factorization in FACTORIZATIONS, "factorization", f"must be one of {list(FACTORIZATIONS)}")
+    require(len(args.mult_dims) == 4 and all(m > 0 for m in args.mult_dims), "mult_dims",
+            "must be 4 positive integers (one per level of the U)")
+    require(args.groups >= 0, "groups", "must be >= 0")
+    if args.groups > 0:
+        widths = [args.d_co_domain * m for m in args.mult_dims]
+        require(all(w % args.groups == 0 for w in widths), "groups",
+                f"must divide every block width {widths}")
+    require(args.rbf_scale > 0, "rbf_scale", "must be positive")
+    require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")
+    require(args.noise_kernel in KERNELS, "noise_kernel", f"must be one of {sorted(KERNELS)}")
+    require(args.noise_method in NOISE_METHODS, "noise_method", f"must be one of {list(NOISE_METHODS)}")
+    require(args.ema_rate is None or 0.0 <= args.ema_rate < 1.0, "ema_rate", "must be null or in [0, 1)")
+
+
+def config_from_dict(values: dict, source: str = "config") -> Arguments:
+    """Type-check ``values`` against `Arguments` (defaults fill what is missing).
+
+    Raises
+    ------
+    ConfigError
+        naming the unknown key, the key of the wrong type or the impossible value.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Arguments), values)
+        args = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or getattr(error, "key", None)
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"{source}: bad config key '{key}': {reason}") from None
+    try:
+        _check_values(args)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    return args
+
+
+def load_config(path: str | Path) -> Arguments:
+    """Read a JSON config file and type-check it (see `config_from_dict`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a JSON object of config keys, not {type(values).__name__}")
+    return config_from_dict(values, source=str(path))
+
+
+def config_to_json(args: Arguments) -> str:
+    return json.dumps(asdict(args), indent=2)
