@@ -1,0 +1,97 @@
+"""Checkpoints and the exponential moving average (EMA) of the weights.
+
+A checkpoint is a plain dict of tensors and numbers, loadable with
+``torch.load(path, weights_only=True)``::
+
+    weights     model state dict
+    ema         EMA shadow weights (state dict) or None
+    optimizer   Adam state dict
+    metrics     {metric name: best value so far}
+    last_epoch  index of the last finished epoch (0-based)
+
+Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a job
+killed while saving never leaves a truncated checkpoint behind.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class EMA:
+    """EMA of a model's floating-point state, the original's convention.
+
+    ``shadow = (1 - rate) * weights + rate * shadow`` after every optimiser step, so
+    ``rate`` is the weight kept on the *past*: 0 follows the weights exactly, values near 1
+    average over about 1 / (1 - rate) steps.
+    """
+
+    def __init__(self, model: nn.Module, rate: float):
+        self.rate = rate
+        self.shadow = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point or value.dtype.is_complex:
+                self.shadow[name].lerp_(value, 1.0 - self.rate)
+            else:
+                self.shadow[name].copy_(value)
+
+    @contextlib.contextmanager
+    def applied_to(self, model: nn.Module):
+        """Run the body with the EMA weights loaded into ``model``; restore them after."""
+        saved = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        model.load_state_dict(self.shadow)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(saved)
+
+    def state_dict(self) -> dict:
+        return self.shadow
+
+    def load_state_dict(self, shadow: dict) -> None:
+        for name, value in shadow.items():
+            self.shadow[name].copy_(value)
+
+
+def save_checkpoint(path: Path, model: nn.Module, ema, optimizer, metrics: dict, last_epoch: int) -> None:
+    """Write a checkpoint atomically (see module docstring for its keys)."""
+    state = {
+        "weights": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "metrics": dict(metrics),
+        "last_epoch": last_epoch,
+    }
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(state, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """Read a checkpoint with ``weights_only=True``; a clear error if it is not one."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # unpickling errors come in many types
+        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+    missing = {"weights", "metrics", "last_epoch"} - set(state)
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of this project: it lacks {sorted(missing)}")
+    return state
+
+
+def model_weights(state: dict, use_ema: bool = True) -> dict:
+    """The weights to sample with: the EMA shadow when there is one, else the raw weights."""
+    return state["ema"] if use_ema and state.get("ema") is not None else state["weights"]

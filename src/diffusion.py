@@ -1,0 +1,119 @@
+"""Noise levels, the denoising score-matching loss and annealed Langevin dynamics.
+
+Conventions of the original code, kept so that the paper's configs mean the same:
+
+- ``sigma`` is a *variance*: the perturbed function is ``u + sqrt(sigma) * z`` with ``z``
+  a draw of the noise sampler (white noise, or a Gaussian random field of covariance C).
+- The score model ``F(x, sigma)`` is trained so that ``sigma * F(u + noise, sigma) ~ -noise``,
+  i.e. ``F ~ C grad log p_sigma`` (the preconditioned score; ``C = I`` for white noise).
+- The sampler never owns the model: it is a function of (score, noise sampler, sigmas).
+"""
+
+import math
+import warnings
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from src.score_network import expand_like
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geometric") -> torch.Tensor:
+    """The L noise variances from sigma_1 down to sigma_L, shape (L,), float32."""
+    if schedule == "geometric":
+        sigmas = torch.logspace(math.log10(sigma_1), math.log10(sigma_L), L, dtype=torch.float64)
+    elif schedule == "linear":
+        sigmas = torch.linspace(sigma_1, sigma_L, L, dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}: expected 'geometric' or 'linear'")
+    return sigmas.float()
+
+
+def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
+                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Denoising score-matching loss, one noise level drawn per example.
+
+    ``mean | noise + sigma * F(u + noise, sigma) |^2`` with ``noise = sqrt(sigma) * z``; the
+    factor sigma is the usual lambda(sigma) = sigma weighting that makes every level count
+    alike.
+
+    Parameters
+    ----------
+    u : (batch, res, res, 2) training functions.
+    sigmas : (L,) noise variances, on u's device.
+    """
+    level = torch.randint(len(sigmas), (u.shape[0],), device=sigmas.device, generator=generator)
+    sigma = sigmas[level]
+    noise = expand_like(sigma.sqrt(), u) * noise_sampler.sample(u.shape[0], generator=generator)
+    residual = noise + expand_like(sigma, u) * score(u + noise, sigma)
+    return residual.square().mean()
+
+
+def step_sizes(sigmas: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Langevin step size per level: alpha_j = epsilon * sigma_j^2 / sigma_L^2 (original convention)."""
+    return epsilon * sigmas.square() / sigmas[-1].square()
+
+
+@torch.no_grad()
+def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: torch.Tensor,
+                      epsilon: float, T: int, generator: Optional[torch.Generator] = None,
+                      progress: bool = False) -> torch.Tensor:
+    """Annealed Langevin dynamics (the original ``sample_trace``).
+
+    For each level j, T steps of ``x <- x + alpha_j / 2 * F(x, sigma_j) + sqrt(alpha_j) * z``
+    with z from the noise sampler; the very last step adds no noise.
+
+    Parameters
+    ----------
+    x : (batch, res, res, 2) initial state, usually a draw of the noise sampler.
+    sigmas : (L,) decreasing noise variances.
+
+    Returns
+    -------
+    (batch, res, res, 2) samples; rows may hold NaN if the dynamics diverged.
+    """
+    # Python floats: no device synchronisation inside the loop.
+    alphas = step_sizes(sigmas, epsilon).tolist()
+    batch_sigma = torch.empty(x.shape[0], device=x.device)
+    steps = tqdm(total=len(sigmas) * T, desc="Langevin", leave=False, disable=not progress)
+    for level, (sigma, alpha) in enumerate(zip(sigmas.tolist(), alphas)):
+        batch_sigma.fill_(sigma)
+        for t in range(T):
+            x = x + 0.5 * alpha * score(x, batch_sigma)
+            if not (level == len(alphas) - 1 and t == T - 1):
+                x = x + math.sqrt(alpha) * noise_sampler.sample(x.shape[0], generator=generator)
+            steps.update(1)
+    steps.close()
+    return x
+
+
+@torch.no_grad()
+def generate(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, n: int, batch_size: int,
+             epsilon: float, T: int, generator: Optional[torch.Generator] = None,
+             progress: bool = True) -> torch.Tensor:
+    """Draw ``n`` functions by annealed Langevin dynamics, in batches, on the CPU.
+
+    Samples that came out with NaN are dropped and counted in a warning, so fewer than n
+    may be returned.
+
+    Returns
+    -------
+    (n_valid, res, res, 2) tensor on the CPU.
+    """
+    kept, dropped = [], 0
+    n_batches = math.ceil(n / batch_size)
+    for b in tqdm(range(n_batches), desc="Generate", disable=not progress or n_batches == 1):
+        size = min(batch_size, n - b * batch_size)
+        x = noise_sampler.sample(size, generator=generator)
+        x = annealed_langevin(score, noise_sampler, sigmas, x, epsilon, T, generator=generator,
+                              progress=progress).cpu()
+        finite = torch.isfinite(x).flatten(1).all(dim=1)
+        dropped += int((~finite).sum())
+        kept.append(x[finite])
+    if dropped:
+        warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped; "
+                      "the Langevin step size epsilon may be too large")
+    return torch.cat(kept)
