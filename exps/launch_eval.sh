@@ -1,0 +1,78 @@
+#!/bin/bash
+# Evaluate a trained experiment with eval.py (sample, super-resolve, plot).
+#
+# Edit these Slurm flags for your cluster (they are plain comments under bash):
+#SBATCH --gres=gpu:1
+#SBATCH --mem=32G
+#SBATCH --time=06:00:00
+#SBATCH --cpus-per-task=4
+#SBATCH --output=slurm-eval-%j.out
+#
+# usage: launch_eval.sh <sbgm|gan> <experiment name>/<id> [extra eval.py flags...]
+#
+#   bash launch_eval.sh sbgm my_experiment/3068817 --mode=generate
+#   sbatch launch_eval.sh sbgm my_experiment/3068817 --checkpoint=model.w_var.pt --mode=superres --factor=2
+#
+# exps/env.sh, when present, is sourced first; it defines SAVEDIR (where experiments live)
+# and DATA_DIR (the Volcano data). Then, from the repository root (the parent of exps/):
+#
+#   python eval.py --exp_name=$SAVEDIR/<name>/<id> --savedir=$SAVEDIR/<name>/<id>/eval \
+#       --Ntest=1024 --val_batch_size=128 [extra flags]
+#
+# Extra flags come last, so they override these defaults (argparse keeps the last one).
+# The repository's .venv/bin/python is used when it exists, else `python` from the PATH.
+
+set -eo pipefail
+
+usage() {
+    echo "usage: bash launch_eval.py <sbgm|gan> <experiment name>/<id> [extra eval.py flags...]" >&2
+    echo "       (or launch_eval.sh, the same), e.g. from exps/:" >&2
+    echo "  bash launch_eval.py sbgm my_experiment/3068817 --checkpoint=model.w_total.pt --mode=generate" >&2
+    exit 2
+}
+
+# Where this script lives. sbatch runs a copy from its spool folder, so there the folder
+# the job was submitted from (exps/) stands in.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ ! -f "$here/../eval.py" ] && [ -n "${SLURM_SUBMIT_DIR:-}" ]; then
+    here="$SLURM_SUBMIT_DIR"
+fi
+root="$(cd "$here/.." && pwd)"
+
+[ $# -ge 2 ] || usage
+method="$1"
+name="$2"
+shift 2
+
+case "$method" in
+    sbgm) ;;
+    gan|gano)
+        echo "error: the GANO baseline ('$method') is not implemented yet; use sbgm" >&2
+        exit 2 ;;
+    *)
+        echo "error: unknown method '$method'" >&2
+        usage ;;
+esac
+
+if [ -f "$here/env.sh" ]; then
+    # shellcheck disable=SC1091
+    source "$here/env.sh"
+fi
+if [ -z "${SAVEDIR:-}" ]; then
+    echo "error: SAVEDIR is not set: define it in $here/env.sh (export SAVEDIR=...) or in the environment" >&2
+    exit 2
+fi
+if [ ! -f "$root/eval.py" ]; then
+    echo "error: $root/eval.py not found (run this script from the repository's exps/ folder)" >&2
+    exit 2
+fi
+
+python="python"
+if [ -x "$root/.venv/bin/python" ]; then
+    python="$root/.venv/bin/python"
+fi
+
+cd "$root"
+set -x
+exec "$python" eval.py --exp_name="$SAVEDIR/$name" --savedir="$SAVEDIR/$name/eval" \
+    --Ntest=1024 --val_batch_size=128 "$@"

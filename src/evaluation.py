@@ -1,0 +1,311 @@
+"""Evaluation of a trained experiment: output names, sampling from a checkpoint, figures.
+
+`eval.py` (the command line) and `plot_stats.py` are made of these functions. Nothing here
+reads the environment or argv; paths and values come in as arguments.
+
+Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's file name,
+``postfix`` is ``""`` at the training resolution and ``"_{factor}x"`` for super-resolution)::
+
+    samples{postfix}.{ckpt}.pkl   dict, see `samples_record`
+    stats{postfix}.{ckpt}.pkl     {'var': (N,), 'skew': (N,)} numpy, the format of gt_stats.pkl
+    metrics{postfix}.{ckpt}.json  the metrics of those samples against the ground truth
+    gt_stats_{factor}x.pkl        ground-truth statistics at factor x the training resolution
+
+The ground truth at the training resolution is the experiment's own ``gt_stats.pkl``.
+Every file is written atomically (a temporary file beside it, then ``os.replace``), so an
+interrupted or failed evaluation never leaves a truncated file or half of a result behind.
+"""
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from src.checkpoint import load_checkpoint, model_weights
+from src.config import Arguments
+from src.experiment import build_model, build_noise, build_sigmas, sample
+from src.metrics import circular_stats, mean_image_metrics, validation_metrics, wasserstein_metrics
+from src.plotting import plot_mean_images, plot_phase_grid, plot_stats_histograms
+
+# Sample grids drawn by `plot_sample_pages`: name -> (rows, columns).
+GRID_PRESETS = {"4x4": (4, 4), "4x5": (4, 5), "4x3": (4, 3)}
+GRID_PAGES = 4
+FIGURE_FORMATS = ("png", "pdf")
+GT_STATS = "gt_stats.pkl"
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run: a missing file, a checkpoint that does not fit, ..."""
+
+
+# ---------------------------------------------------------------------------
+# Names
+
+def postfix(factor: int) -> str:
+    """``""`` at the training resolution (factor 1), ``"_{factor}x"`` above it."""
+    return "" if factor == 1 else f"_{factor}x"
+
+
+def samples_name(checkpoint: str, factor: int = 1) -> str:
+    return f"samples{postfix(factor)}.{Path(checkpoint).name}.pkl"
+
+
+def stats_name(checkpoint: str, factor: int = 1) -> str:
+    return f"stats{postfix(factor)}.{Path(checkpoint).name}.pkl"
+
+
+def metrics_name(checkpoint: str, factor: int = 1) -> str:
+    return f"metrics{postfix(factor)}.{Path(checkpoint).name}.json"
+
+
+def gt_stats_name(factor: int) -> str:
+    """Ground-truth statistics at ``factor`` x the training resolution (kept in the savedir)."""
+    return f"gt_stats_{factor}x.pkl"
+
+
+def figure_stem(kind: str, checkpoint: str, factor: int = 1) -> str:
+    """``{kind}{postfix}.{ckpt}``; a figure is this plus ``.png`` / ``.pdf``."""
+    return f"{kind}{postfix(factor)}.{Path(checkpoint).name}"
+
+
+def find_sample_factors(savedir: Path, checkpoint: str) -> list[int]:
+    """Factors (1 for the plain samples) of the samples pickles of ``checkpoint`` in savedir, sorted."""
+    pattern = re.compile(rf"samples(?:_(\d+)x)?\.{re.escape(Path(checkpoint).name)}\.pkl")
+    factors = []
+    for path in Path(savedir).glob("samples*.pkl"):
+        match = pattern.fullmatch(path.name)
+        if match:
+            factors.append(int(match.group(1)) if match.group(1) else 1)
+    return sorted(factors)
+
+
+# ---------------------------------------------------------------------------
+# The experiment directory
+
+def list_checkpoints(exp_dir: Path) -> list[str]:
+    """Names of the checkpoint files (``*.pt``) in an experiment directory, sorted."""
+    exp_dir = Path(exp_dir)
+    return sorted(path.name for path in exp_dir.glob("*.pt") if path.is_file()) if exp_dir.is_dir() else []
+
+
+def check_experiment(exp_dir: Path, checkpoint: Optional[str] = None) -> None:
+    """Raise `EvaluationError` unless exp_dir holds config.json (and ``checkpoint``, if given).
+
+    The messages say what is there instead: the checkpoints of the directory, or the
+    experiments beside a directory that does not exist (a wrong ``<name>/<id>``).
+    """
+    exp_dir = Path(exp_dir)
+    if not exp_dir.is_dir():
+        message = f"experiment directory {exp_dir} does not exist"
+        parent = exp_dir.parent
+        if parent.is_dir():
+            siblings = sorted(p.name for p in parent.iterdir() if (p / "config.json").is_file())
+            message += (f"; experiments in {parent}: {', '.join(siblings[:20])}" if siblings
+                        else f"; {parent} holds no experiment (no subdirectory with a config.json)")
+        raise EvaluationError(message)
+    available = list_checkpoints(exp_dir)
+    listing = f"checkpoints in {exp_dir}: {', '.join(available) if available else 'none'}"
+    if not (exp_dir / "config.json").is_file():
+        raise EvaluationError(f"{exp_dir} has no config.json, so it is not an experiment directory; {listing}")
+    if checkpoint is not None and not (exp_dir / checkpoint).is_file():
+        raise EvaluationError(f"checkpoint {exp_dir / checkpoint} not found; {listing}")
+
+
+# ---------------------------------------------------------------------------
+# Atomic files
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Temporary paths beside ``paths`` (same suffix, so writers infer the format).
+
+    When the body finishes, each temporary file replaces its target; if it raises, the
+    temporary files are removed and the targets are untouched.
+    """
+    targets = [Path(p) for p in paths]
+    temporaries = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
+                                            dir=target.parent)
+            os.close(handle)
+            temporaries.append(Path(name))
+        yield temporaries
+        for temporary, target in zip(temporaries, targets):
+            os.replace(temporary, target)
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
+def write_outputs(files: dict) -> None:
+    """Write {path: value} as one set: ``.json`` paths as JSON, the others as pickles.
+
+    All are written to temporary files first and renamed only when every one is complete,
+    so a failure leaves the earlier set whole.
+    """
+    paths = list(files)
+    with atomic_paths(paths) as temporaries:
+        for path, temporary in zip(paths, temporaries):
+            if Path(path).suffix == ".json":
+                temporary.write_text(json.dumps(files[path], indent=2) + "\n")
+            else:
+                with open(temporary, "wb") as f:
+                    pickle.dump(files[path], f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_pickle(path: Path, keys: Sequence[str] = ()):
+    """Unpickle ``path``; `EvaluationError` if it is missing, unreadable or lacks ``keys``."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"{path} not found")
+    try:
+        with open(path, "rb") as f:
+            value = pickle.load(f)
+    except Exception as error:  # unpickling fails in many ways
+        raise EvaluationError(f"{path} is not a readable pickle: {error}") from None
+    missing = [key for key in keys if not isinstance(value, dict) or key not in value]
+    if missing:
+        raise EvaluationError(f"{path} lacks the keys {missing}")
+    return value
+
+
+def read_stats(path: Path) -> dict:
+    """Circular statistics {'var', 'skew'} (1-D float arrays) from a gt_stats / stats pickle."""
+    stats = read_pickle(path, keys=("var", "skew"))
+    stats = {key: np.asarray(stats[key], dtype=np.float64).ravel() for key in ("var", "skew")}
+    if len(stats["var"]) == 0 or len(stats["var"]) != len(stats["skew"]):
+        raise EvaluationError(f"{path}: 'var' and 'skew' must be non-empty and of equal length, got "
+                              f"{len(stats['var'])} and {len(stats['skew'])}")
+    return stats
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+
+def load_score_model(args: Arguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
+    """The experiment's network with the checkpoint's EMA weights (raw weights if it has none).
+
+    Returns
+    -------
+    (model, state): the model in eval mode on ``device``, and the checkpoint dict.
+    """
+    state = load_checkpoint(checkpoint_path, device)
+    model = build_model(args)
+    try:
+        model.load_state_dict(model_weights(state))
+    except RuntimeError as error:
+        raise EvaluationError(f"{checkpoint_path} does not fit the experiment's config.json: "
+                              f"{str(error).splitlines()[0]}") from None
+    return model.to(device).eval(), state
+
+
+def draw_samples(model, args: Arguments, n: int, batch_size: int, device, factor: int = 1,
+                 seed: int = 0) -> torch.Tensor:
+    """n functions by annealed Langevin dynamics on a grid factor x the training resolution.
+
+    The noise sampler is the experiment's at ``factor * args.data_resolution`` points a side
+    (the same field on a finer grid); the network adapts its padding to the grid itself.
+
+    Returns
+    -------
+    (n_valid, factor * res, factor * res, 2) on the CPU; diverged (NaN) samples are dropped.
+    """
+    noise_sampler = build_noise(args, factor * args.data_resolution, device)
+    sigmas = build_sigmas(args, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    samples = sample(model, args, noise_sampler, sigmas, n, batch_size, generator=generator)
+    if len(samples) == 0:
+        raise EvaluationError(f"all {n} samples diverged (NaN or inf); nothing was written. "
+                              "The config's Langevin step size epsilon may be too large")
+    return samples
+
+
+def evaluate_samples(generated: torch.Tensor, real_stats: dict,
+                     real: Optional[torch.Tensor] = None) -> tuple[dict, dict]:
+    """Metrics of generated functions against the ground truth, and their statistics.
+
+    w_var, w_skew and w_total always; mean_image_l2 and mean_image_phase_l2 too when the real
+    functions (N, res, res, 2) are given.
+    """
+    if real is not None:
+        return validation_metrics(real, real_stats, generated)
+    stats = circular_stats(generated)
+    return wasserstein_metrics(real_stats, stats), stats
+
+
+def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean: Optional[torch.Tensor],
+                   checkpoint: str, epoch: int, factor: int, seed: int, n_requested: int) -> dict:
+    """The content of a samples pickle.
+
+    ``samples`` (N, res, res, 2) float32 (cos, sin); ``var``, ``skew`` (N,) their circular
+    statistics; ``data_mean`` (res, res, 2) the mean training function at this resolution, or
+    None when the data was not available; ``metrics``; and where they come from:
+    ``checkpoint``, ``epoch``, ``factor``, ``resolution``, ``seed``, ``n_requested``.
+    """
+    return {"samples": samples.float().numpy(), "var": stats["var"], "skew": stats["skew"],
+            "data_mean": None if data_mean is None else data_mean.float().numpy(), "metrics": metrics,
+            "checkpoint": Path(checkpoint).name, "epoch": epoch, "factor": factor,
+            "resolution": samples.shape[1], "seed": seed, "n_requested": n_requested}
+
+
+# ---------------------------------------------------------------------------
+# Figures
+
+def figure_paths(savedir: Path, stem: str) -> list[Path]:
+    return [Path(savedir) / f"{stem}.{ext}" for ext in FIGURE_FORMATS]
+
+
+def page_indices(n: int, per_page: int, page: int) -> list[int]:
+    """Indices of the samples on a page of a grid: pages hold distinct samples while enough
+    exist, then wrap around; a page shows all n when n < per_page."""
+    if n <= per_page:
+        return list(range(n))
+    start = (page * per_page) % n
+    return [(start + i) % n for i in range(min(per_page, n))]
+
+
+def plot_sample_pages(samples: torch.Tensor, savedir: Path, stem: str, pages: int = GRID_PAGES) -> list[Path]:
+    """Phase grids ``{stem}.{preset}.{page}.{png,pdf}`` for every preset of `GRID_PRESETS`."""
+    written = []
+    for preset, (rows, cols) in GRID_PRESETS.items():
+        for page in range(pages):
+            chosen = page_indices(len(samples), rows * cols, page)
+            paths = figure_paths(savedir, f"{stem}.{preset}.{page}")
+            with atomic_paths(paths) as temporaries:
+                plot_phase_grid(samples[chosen], temporaries, ncols=cols)
+            written += paths
+    return written
+
+
+def plot_mean_figure(data_mean: torch.Tensor, samples: torch.Tensor, paths: Sequence[Path]) -> dict:
+    """The data's mean function beside the generated mean; returns the mean-image metrics."""
+    metrics = mean_image_metrics(data_mean[None], samples)
+    with atomic_paths(paths) as temporaries:
+        # No suptitle: src.plotting's grid puts it over the panel titles (the metrics are printed).
+        plot_mean_images(data_mean[None], samples, temporaries)
+    return metrics
+
+
+def plot_stats_figure(real: dict, generated: dict, paths: Sequence[Path], figsize=(10, 4)) -> dict:
+    """Histograms of circular variance and skewness, ground truth against the model, with the
+    Wasserstein distances in the titles; returns w_var, w_skew, w_total.
+
+    ``real`` and ``generated`` are circular statistics {'var', 'skew'} (see `read_stats`).
+    """
+    metrics = wasserstein_metrics(real, generated)
+    with atomic_paths(paths) as temporaries:
+        plot_stats_histograms(real, generated, metrics, temporaries, figsize=figsize)
+    return metrics
+
+
+def format_metrics(metrics: dict, indent: str = "  ") -> str:
+    """One ``name = value`` line per metric, values with 8 significant digits."""
+    return "\n".join(f"{indent}{name} = {value:.8g}" for name, value in metrics.items())

@@ -1,0 +1,445 @@
+"""Tests of the evaluation: eval.py (generate, superres, plot), plot_stats.py, exps/launch_eval.*.
+
+One tiny experiment is trained once per module (train.py in a subprocess, on 48 synthetic
+files) and then evaluated in every mode; the tests check the files that come out (pickles,
+figures, shapes), the printed Wasserstein distances against scipy, the launchers, the error
+messages, and that the experiment directory itself is never changed.
+"""
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import wasserstein_distance
+
+import eval as eval_script
+import plot_stats
+from src.evaluation import (GRID_PRESETS, EvaluationError, atomic_paths, find_sample_factors, page_indices,
+                            read_stats, samples_name, write_outputs)
+from src.metrics import circular_stats
+from src.synthetic import write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = "model.w_total.pt"
+N_SAMPLES = 10
+TINY = {"batch_size": 8, "val_batch_size": 16, "epochs": 1, "record_interval": 1, "ntrain": 48, "val_size": 0.25,
+        "resolution": 16, "npad": 2, "sigma_1": 2.0, "sigma_L": 0.01, "L": 5, "T": 2, "epsilon": 1e-4,
+        "rbf_scale": 0.1, "d_co_domain": 4, "fmult": 0.5, "Ntest": 8, "num_workers": 0, "ema_rate": 0.9}
+RES = TINY["resolution"] - TINY["npad"]
+N_TRAIN = TINY["ntrain"] - round(TINY["val_size"] * TINY["ntrain"])
+
+
+def run(args, data_dir=None, cwd=ROOT, env=None):
+    """Run a command with DATA_DIR set to data_dir (unset if None); its CompletedProcess.
+
+    One thread: on a shared machine with few cores, torch's thread pool makes these tiny
+    networks tens of times slower than one thread does.
+    """
+    environment = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    environment.pop("DATA_DIR", None)
+    if data_dir is not None:
+        environment["DATA_DIR"] = str(data_dir)
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=environment, capture_output=True, text=True,
+                          timeout=600)
+
+
+def eval_py(exp_dir, savedir, mode, data_dir, *extra):
+    return run([sys.executable, ROOT / "eval.py", f"--exp_name={exp_dir}", f"--savedir={savedir}", f"--mode={mode}",
+                f"--Ntest={N_SAMPLES}", "--val_batch_size=5", *extra], data_dir=data_dir)
+
+
+def printed_metrics(stdout: str, header: str = "") -> dict:
+    """The ``name = value`` lines printed after the first line containing ``header``."""
+    text = stdout[stdout.index(header):] if header else stdout
+    metrics = {}
+    for name, value in re.findall(r"^\s+(w_var|w_skew|w_total|mean_image_l2|mean_image_phase_l2) = (\S+)$",
+                                  text, flags=re.MULTILINE):
+        metrics.setdefault(name, float(value))
+    return metrics
+
+
+def scipy_distances(real: dict, generated: dict) -> dict:
+    w_var = wasserstein_distance(real["var"], generated["var"])
+    w_skew = wasserstein_distance(real["skew"], generated["skew"])
+    return {"w_var": w_var, "w_skew": w_skew, "w_total": w_var + w_skew}
+
+
+def assert_distances_printed(printed: dict, real: dict, generated: dict):
+    for name, expected in scipy_distances(real, generated).items():
+        assert printed[name] == pytest.approx(expected, rel=1e-6, abs=1e-9), name
+
+
+def load(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def snapshot(directory: Path, skip: str = None) -> dict:
+    """{relative path: sha256} of every file under directory (but the subfolder ``skip``)."""
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if path.is_file() and not (skip and relative.parts[0] == skip):
+            files[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def assert_image(path: Path, min_side: int = 50):
+    with Image.open(path) as image:
+        image.load()  # decodes the whole file
+        assert min(image.size) >= min_side, path
+
+
+def assert_pdf(path: Path):
+    assert path.read_bytes()[:5] == b"%PDF-", path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The in-process calls run on one thread too (see `run`), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """(experiment dir, data dir) of a tiny run of train.py on 48 synthetic files."""
+    base = tmp_path_factory.mktemp("eval")
+    data_dir = base / "data"
+    write_dataset(data_dir, TINY["ntrain"], seed=0)
+    config = base / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    exp_dir = base / "runs" / "tiny" / "1"
+    result = run([sys.executable, ROOT / "train.py", "--cfg", config, "--savedir", exp_dir], data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (exp_dir / CHECKPOINT).is_file()
+    return exp_dir, data_dir
+
+
+@pytest.fixture(scope="module")
+def evaluated(experiment):
+    """eval.py in every mode into <exp>/eval; the stdout of each and snapshots of the experiment."""
+    exp_dir, data_dir = experiment
+    before = snapshot(exp_dir)
+    stdout = {}
+    for mode, extra in (("generate", ()), ("superres", ("--factor=2",)), ("plot", ())):
+        result = eval_py(exp_dir, exp_dir / "eval", mode, data_dir, *extra)
+        assert result.returncode == 0, f"{mode}: {result.stderr[-3000:]}"
+        stdout[mode] = result.stdout
+    return {"exp_dir": exp_dir, "savedir": exp_dir / "eval", "data_dir": data_dir, "stdout": stdout,
+            "before": before, "after": snapshot(exp_dir)}
+
+
+# ---------------------------------------------------------------------------
+# eval.py, every mode
+
+def test_generate_writes_samples_stats_and_prints_scipy_distances(evaluated):
+    savedir, exp_dir = evaluated["savedir"], evaluated["exp_dir"]
+    record = load(savedir / f"samples.{CHECKPOINT}.pkl")
+    stats = load(savedir / f"stats.{CHECKPOINT}.pkl")
+    gt = load(exp_dir / "gt_stats.pkl")
+
+    samples = record["samples"]
+    assert samples.shape == (N_SAMPLES, RES, RES, 2) and samples.dtype == np.float32
+    assert np.isfinite(samples).all()
+    assert set(stats) == {"var", "skew"}
+    assert all(isinstance(stats[k], np.ndarray) and stats[k].shape == (N_SAMPLES,) for k in stats)
+    # The statistics are those of the samples, in both pickles.
+    recomputed = circular_stats(torch.from_numpy(samples))
+    for key in ("var", "skew"):
+        np.testing.assert_allclose(stats[key], recomputed[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(record[key], stats[key])
+    assert ((stats["var"] >= 0) & (stats["var"] <= 1)).all()
+    # DATA_DIR was set: the mean training function is stored for the mean image figure.
+    assert record["data_mean"].shape == (RES, RES, 2)
+    assert record["checkpoint"] == CHECKPOINT and record["factor"] == 1 and record["epoch"] == 1
+
+    printed = printed_metrics(evaluated["stdout"]["generate"])
+    assert_distances_printed(printed, gt, stats)
+    metrics = json.loads((savedir / f"metrics.{CHECKPOINT}.json").read_text())
+    assert metrics["w_total"] == pytest.approx(printed["w_total"], rel=1e-6)
+    assert metrics["mean_image_l2"] == pytest.approx(printed["mean_image_l2"], rel=1e-6)
+    assert metrics["n_samples"] == N_SAMPLES and metrics["resolution"] == RES
+
+
+def test_superres_samples_on_a_twice_finer_grid(evaluated):
+    savedir, exp_dir = evaluated["savedir"], evaluated["exp_dir"]
+    record = load(savedir / f"samples_2x.{CHECKPOINT}.pkl")
+    stats = load(savedir / f"stats_2x.{CHECKPOINT}.pkl")
+    gt_2x = load(savedir / "gt_stats_2x.pkl")
+    gt = load(exp_dir / "gt_stats.pkl")
+
+    assert record["samples"].shape == (N_SAMPLES, 2 * RES, 2 * RES, 2)
+    assert record["data_mean"].shape == (2 * RES, 2 * RES, 2)
+    assert record["factor"] == 2 and record["resolution"] == 2 * RES
+    assert stats["var"].shape == stats["skew"].shape == (N_SAMPLES,)
+    # The same training split at twice the resolution: as many functions, similar statistics.
+    assert gt_2x["var"].shape == gt["var"].shape == (N_TRAIN,)
+    assert not np.array_equal(gt_2x["var"], gt["var"])
+    np.testing.assert_allclose(gt_2x["var"], gt["var"], atol=0.1)
+    assert_distances_printed(printed_metrics(evaluated["stdout"]["superres"]), gt_2x, stats)
+
+
+@pytest.mark.parametrize("postfix", ["", "_2x"])
+def test_plot_writes_every_figure(evaluated, postfix):
+    savedir = evaluated["savedir"]
+    for preset in GRID_PRESETS:
+        for page in range(4):
+            assert_image(savedir / f"samples{postfix}.{CHECKPOINT}.{preset}.{page}.png", min_side=200)
+            assert_pdf(savedir / f"samples{postfix}.{CHECKPOINT}.{preset}.{page}.pdf")
+    for kind in ("mean_sample", "stats"):
+        assert_image(savedir / f"{kind}{postfix}.{CHECKPOINT}.png")
+        assert_pdf(savedir / f"{kind}{postfix}.{CHECKPOINT}.pdf")
+    # The distances in the figure titles, printed, are scipy's on the pickles.
+    gt = load(savedir / "gt_stats_2x.pkl") if postfix else load(evaluated["exp_dir"] / "gt_stats.pkl")
+    stats = load(savedir / f"stats{postfix}.{CHECKPOINT}.pkl")
+    printed = printed_metrics(evaluated["stdout"]["plot"], header=f"stats{postfix}.{CHECKPOINT}.pkl against")
+    assert_distances_printed(printed, gt, stats)
+    assert not list(savedir.glob(".*")), "temporary files left behind"
+
+
+def test_eval_never_changes_the_experiment_directory(evaluated):
+    before, after = evaluated["before"], evaluated["after"]
+    assert not any(name.startswith("eval/") for name in before)
+    # Every earlier file is still there, byte for byte; new files are only under eval/.
+    assert {name: digest for name, digest in after.items() if not name.startswith("eval/")} == before
+    assert any(name.startswith("eval/") for name in after)
+
+
+def test_same_seed_same_samples_and_generate_without_data(experiment, tmp_path, monkeypatch, capsys):
+    exp_dir, _ = experiment
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    samples = []
+    for savedir, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert eval_script.main([f"--exp_name={exp_dir}", f"--savedir={tmp_path / savedir}", "--mode=generate",
+                                 "--Ntest=3", "--val_batch_size=3", f"--seed={seed}"]) == 0
+        samples.append(load(tmp_path / savedir / f"samples.{CHECKPOINT}.pkl"))
+    np.testing.assert_array_equal(samples[0]["samples"], samples[1]["samples"])
+    assert not np.array_equal(samples[0]["samples"], samples[2]["samples"])
+    # Without DATA_DIR: the Wasserstein distances (from gt_stats.pkl) but no data mean.
+    assert samples[0]["data_mean"] is None
+    assert set(samples[0]["metrics"]) == {"w_var", "w_skew", "w_total"}
+    assert "DATA_DIR is not set" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+def test_missing_checkpoint_lists_the_existing_ones(experiment, tmp_path):
+    exp_dir, data_dir = experiment
+    result = eval_py(exp_dir, tmp_path / "out", "generate", data_dir, "--checkpoint=model.w_nope.pt")
+    assert result.returncode != 0
+    assert "model.w_nope.pt not found" in result.stderr
+    for name in ("model.pt", "model.w_total.pt", "model.w_var.pt", "model.w_skew.pt"):
+        assert name in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_experiment_directory_and_config(experiment, tmp_path, capsys):
+    exp_dir, _ = experiment
+    missing = exp_dir.parent / "2"
+    assert eval_script.main([f"--exp_name={missing}", f"--savedir={tmp_path / 'out'}", "--mode=generate"]) == 2
+    error = capsys.readouterr().err
+    assert f"{missing} does not exist" in error and "experiments in" in error and ": 1" in error
+
+    no_config = tmp_path / "no_config"
+    no_config.mkdir()
+    (no_config / "model.w_var.pt").write_bytes(b"")
+    assert eval_script.main([f"--exp_name={no_config}", f"--savedir={tmp_path / 'out'}", "--mode=plot"]) == 2
+    error = capsys.readouterr().err
+    assert "no config.json" in error and "model.w_var.pt" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def copied_experiment(experiment, tmp_path):
+    """A copy of the tiny experiment with a copy of its evaluation, to break things in."""
+    exp_dir, _ = experiment
+    copy = tmp_path / "exp"
+    shutil.copytree(exp_dir, copy, ignore=shutil.ignore_patterns("*.png", "*.pdf"))
+    return copy
+
+
+def test_bad_input_leaves_earlier_results_alone(evaluated, copied_experiment, monkeypatch, capsys):
+    exp_dir, savedir = copied_experiment, copied_experiment / "eval"
+    monkeypatch.setenv("DATA_DIR", str(evaluated["data_dir"]))
+    before = snapshot(exp_dir)
+
+    def eval_main(*flags):
+        return eval_script.main([f"--exp_name={exp_dir}", f"--savedir={savedir}", "--Ntest=2", *flags])
+
+    (exp_dir / "model.w_var.pt").write_bytes(b"not a checkpoint")  # a truncated download, say
+    assert eval_main("--mode=generate", "--checkpoint=model.w_var.pt") == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+
+    original_config = (exp_dir / "config.json").read_text()
+    config = json.loads(original_config)
+    (exp_dir / "config.json").write_text(json.dumps({**config, "d_co_domain": 8}))
+    assert eval_main("--mode=generate") == 2
+    assert "does not fit the experiment's config.json" in capsys.readouterr().err
+    (exp_dir / "config.json").write_text(original_config)
+
+    monkeypatch.setenv("DATA_DIR", str(exp_dir / "no_data"))
+    assert eval_main("--mode=superres") == 2
+    assert "not a directory" in capsys.readouterr().err
+    monkeypatch.delenv("DATA_DIR")
+    assert eval_main("--mode=superres") == 2
+    assert "DATA_DIR" in capsys.readouterr().err
+    assert eval_main("--mode=superres", "--factor=1") == 2
+
+    (savedir / f"stats.{CHECKPOINT}.pkl").write_bytes(b"garbage")
+    assert eval_main("--mode=plot") == 2
+    assert "not a readable pickle" in capsys.readouterr().err
+
+    after = snapshot(exp_dir)
+    changed = {name for name in before if before[name] != after.get(name)}
+    assert changed == {"model.w_var.pt", f"eval/stats.{CHECKPOINT}.pkl"}  # the two files broken here
+    assert set(after) == set(before)
+
+
+def test_plot_without_samples_says_what_to_run(experiment, tmp_path, capsys):
+    exp_dir, _ = experiment
+    assert eval_script.main([f"--exp_name={exp_dir}", f"--savedir={tmp_path}", "--mode=plot",
+                             "--checkpoint=model.w_var.pt"]) == 2
+    assert "run --mode=generate or --mode=superres first" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Launchers
+
+@pytest.fixture
+def repository_copy(tmp_path):
+    """exps/launch_eval.{py,sh} copied into a tree like the repository's, so that a developer's
+    own exps/env.sh does not leak in; eval.py and src/ are links, .venv/bin/python runs this Python."""
+    repo = tmp_path / "repo"
+    (repo / "exps").mkdir(parents=True)
+    for name in ("launch_eval.py", "launch_eval.sh"):
+        shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
+    for name in ("eval.py", "src"):
+        (repo / name).symlink_to(ROOT / name)
+    python = repo / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return repo
+
+
+def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, tmp_path):
+    exp_dir, data_dir = experiment
+    savedir = tmp_path / "savedir"
+    shutil.copytree(exp_dir, savedir / "tiny" / "1", ignore=shutil.ignore_patterns("eval"))
+    (repository_copy / "exps" / "env.sh").write_text(f'export SAVEDIR="{savedir}"\nexport DATA_DIR="{data_dir}"\n')
+    # The README's command, from exps/; the extra flags override the launcher's defaults.
+    result = run(["bash", "launch_eval.py", "sbgm", "tiny/1", f"--checkpoint={CHECKPOINT}", "--mode=generate",
+                  "--Ntest=4", "--val_batch_size=4"], cwd=repository_copy / "exps")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = load(savedir / "tiny" / "1" / "eval" / f"samples.{CHECKPOINT}.pkl")
+    assert record["samples"].shape == (4, RES, RES, 2)
+    assert record["data_mean"] is not None  # DATA_DIR came from env.sh
+
+
+def test_launcher_errors(repository_copy):
+    exps = repository_copy / "exps"
+    for launcher in (["bash", "launch_eval.py"], ["bash", "launch_eval.sh"], [sys.executable, "launch_eval.py"]):
+        result = run([*launcher, "gan", "tiny/1"], cwd=exps)
+        assert result.returncode == 2 and "not implemented" in result.stderr
+    result = run(["bash", "launch_eval.py", "sbgm"], cwd=exps)
+    assert result.returncode == 2 and "usage" in result.stderr
+    result = run(["bash", "launch_eval.py", "nope", "tiny/1"], cwd=exps)
+    assert result.returncode == 2 and "usage" in result.stderr
+    result = run(["env", "-u", "SAVEDIR", "bash", "launch_eval.py", "sbgm", "tiny/1"], cwd=exps)
+    assert result.returncode == 2 and "SAVEDIR is not set" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# plot_stats.py
+
+def test_plot_stats_draws_and_prints_scipy_distances(evaluated, tmp_path, capsys):
+    exp_dir, savedir = evaluated["exp_dir"], evaluated["savedir"]
+    out = tmp_path / "final_stats_2x.png"
+    # stats relative to the experiment, ground truth absolute.
+    assert plot_stats.main([f"--exp_name={exp_dir}", f"--stats_filename=eval/stats_2x.{CHECKPOINT}.pkl",
+                            "--gt_stats_filename", str(savedir / "gt_stats_2x.pkl"), f"--out_filename={out}",
+                            "--figsize", "8", "3"]) == 0
+    with Image.open(out) as image:
+        image.load()
+        assert image.size[0] > 2 * image.size[1]
+    assert_distances_printed(printed_metrics(capsys.readouterr().out), load(savedir / "gt_stats_2x.pkl"),
+                             load(savedir / f"stats_2x.{CHECKPOINT}.pkl"))
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_plot_stats_missing_files(evaluated, tmp_path, capsys):
+    exp_dir = evaluated["exp_dir"]
+    out = tmp_path / "out.png"
+    assert plot_stats.main([f"--exp_name={exp_dir}", "--stats_filename=eval/nope.pkl",
+                            f"--out_filename={out}"]) == 2
+    assert "nope.pkl not found" in capsys.readouterr().err
+    assert plot_stats.main([f"--exp_name={tmp_path / 'nope'}", "--stats_filename=x.pkl",
+                            f"--out_filename={out}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------
+# src/evaluation.py
+
+def test_page_indices_distinct_while_enough_samples():
+    pages = [page_indices(64, 16, page) for page in range(4)]
+    assert sorted(sum(pages, [])) == list(range(64))
+    assert page_indices(20, 16, 1) == [16, 17, 18, 19] + list(range(12))
+    assert page_indices(5, 16, 2) == [0, 1, 2, 3, 4]
+    assert page_indices(0, 16, 0) == []
+
+
+def test_find_sample_factors(tmp_path):
+    for name in (samples_name(CHECKPOINT), samples_name(CHECKPOINT, 2), samples_name(CHECKPOINT, 4),
+                 samples_name("model.w_var.pt"), f"samples_2x.{CHECKPOINT}.4x4.0.png"):
+        (tmp_path / name).touch()
+    assert samples_name(CHECKPOINT, 2) == "samples_2x.model.w_total.pt.pkl"
+    assert find_sample_factors(tmp_path, CHECKPOINT) == [1, 2, 4]
+    assert find_sample_factors(tmp_path, "model.w_var.pt") == [1]
+    assert find_sample_factors(tmp_path, "model.pt") == []
+
+
+def test_atomic_paths_keep_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "result.pkl"
+    target.write_bytes(b"earlier result")
+    with pytest.raises(RuntimeError):
+        with atomic_paths([target]) as (temporary,):
+            temporary.write_bytes(b"half")
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"earlier result"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.pkl"]
+
+
+def test_write_outputs_replaces_all_files_or_none(tmp_path):
+    first, second = tmp_path / "samples.pkl", tmp_path / "metrics.json"
+    write_outputs({first: {"a": 1}, second: {"w_total": 0.5}})
+    assert load(first) == {"a": 1} and json.loads(second.read_text()) == {"w_total": 0.5}
+    with pytest.raises(Exception):
+        write_outputs({first: {"a": 2}, second: {"w_total": object()}})  # not JSON: fails after first
+    assert load(first) == {"a": 1} and json.loads(second.read_text()) == {"w_total": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "samples.pkl"]
+
+
+def test_read_stats_rejects_bad_pickles(tmp_path):
+    path = tmp_path / "stats.pkl"
+    path.write_bytes(pickle.dumps({"var": np.zeros(3)}))
+    with pytest.raises(EvaluationError, match="lacks the keys"):
+        read_stats(path)
+    path.write_bytes(pickle.dumps({"var": np.zeros(3), "skew": np.zeros(2)}))
+    with pytest.raises(EvaluationError, match="equal length"):
+        read_stats(path)
