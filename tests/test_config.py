@@ -1,0 +1,102 @@
+"""Configuration loading (src/config.py) and train.py's handling of configs and run directories."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from src.config import Arguments, ConfigError, config_from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+ORIGINAL_FIELDS = """batch_size val_batch_size epochs val_size record_interval white_noise augment schedule
+resolution npad epsilon sigma_1 sigma_L T L rbf_scale rbf_eps factorization num_freqs_input scale_factor
+d_co_domain mult_dims fmult rank groups lr Ntest num_workers ema_rate""".split()
+
+
+def test_arguments_has_every_field_of_the_original_and_ntrain():
+    names = {f.name for f in fields(Arguments)}
+    assert set(ORIGINAL_FIELDS) | {"ntrain"} <= names
+    assert Arguments().ntrain == 4096
+
+
+@pytest.mark.parametrize("json_file", sorted((REPO / "exps" / "json").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_configs_load(json_file):
+    load_config(json_file)
+
+
+def test_paper_configs_hold_the_paper_values():
+    rbf, indep = load_config(REPO / "exps/json/rbf-copied.json"), load_config(REPO / "exps/json/indep-copied.json")
+    assert (rbf.white_noise, indep.white_noise) == (False, True)
+    for args in (rbf, indep):
+        assert (args.batch_size, args.val_batch_size, args.epochs, args.record_interval) == (16, 128, 100000, 100)
+        assert (args.sigma_1, args.sigma_L, args.T, args.L, args.epsilon) == (30.0, 0.01, 3, 500, 6e-6)
+        assert (args.rbf_scale, args.rbf_eps, args.factorization, args.d_co_domain) == (0.05, 0.01, "tucker", 128)
+        assert (args.npad, args.mult_dims, args.fmult, args.rank, args.groups) == (8, [1, 2, 4, 4], 0.5, 0.1, 0)
+        assert (args.lr, args.Ntest, args.ema_rate, args.augment, args.schedule) == (2e-4, 256, 0.1, True, "geometric")
+
+
+@pytest.mark.parametrize("values, culprit", [
+    ({"epoch": 10}, "epoch"),                       # a typo of epochs
+    ({"batch_size": "sixteen"}, "batch_size"),
+    ({"white_noise": "maybe"}, "white_noise"),
+    ({"mult_dims": "1,2,4,4"}, "mult_dims"),
+    ({"sigma_1": 0.001, "sigma_L": 0.01}, "sigma_1"),
+    ({"resolution": 8, "npad": 8}, "resolution"),
+    ({"schedule": "cosine"}, "schedule"),
+    ({"fmult": 0.0}, "fmult"),
+    ({"fmult": 1.5}, "fmult"),
+    ({"noise_kernel": "gaussian"}, "noise_kernel"),
+    ({"noise_method": "svd"}, "noise_method"),
+    ({"groups": 3}, "groups"),
+    ({"val_size": 1.0}, "val_size"),
+])
+def test_bad_configs_name_the_key(values, culprit):
+    with pytest.raises(ConfigError, match=culprit):
+        config_from_dict(values)
+
+
+def test_defaults_fill_missing_keys():
+    args = config_from_dict({"epochs": 3})
+    assert args.epochs == 3 and args.batch_size == Arguments().batch_size
+
+
+def run_train(tmp_path, cfg_values, savedir, *extra, data_dir=None):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(cfg_values))
+    env = {**os.environ, "DATA_DIR": str(data_dir or tmp_path / "no-data")}
+    return subprocess.run([sys.executable, "train.py", "--cfg", str(cfg), "--savedir", str(savedir), *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_rejects_a_bad_config_before_writing_anything(tmp_path):
+    result = run_train(tmp_path, {"epoch": 10}, tmp_path / "run")
+    assert result.returncode != 0
+    assert "epoch" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_names_a_missing_data_dir(tmp_path):
+    result = run_train(tmp_path, {"epochs": 1}, tmp_path / "run")
+    assert result.returncode != 0
+    assert "no-data" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_saved_config_wins_unless_override(tmp_path):
+    """A restarted job keeps its saved config; --override_cfg uses --cfg (and a bad one changes nothing)."""
+    savedir = tmp_path / "run"
+    savedir.mkdir()
+    saved = json.dumps({"epochs": 5, "sigma_1": 3.0})
+    (savedir / "config.json").write_text(saved)
+    # The saved config is used, so the typo in --cfg does not matter (the run then stops on the missing data).
+    result = run_train(tmp_path, {"epoch": 10}, savedir)
+    assert "Using the config saved in" in result.stdout
+    assert "bad config key" not in result.stderr
+    # With --override_cfg the typo is reported, and the saved config is left as it was.
+    result = run_train(tmp_path, {"epoch": 10}, savedir, "--override_cfg")
+    assert result.returncode != 0 and "epoch" in result.stderr
+    assert (savedir / "config.json").read_text() == saved
