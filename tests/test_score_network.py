@@ -45,7 +45,11 @@ def test_runs_at_finer_grids_with_the_same_weights(factor):
 
 
 def test_output_at_twice_the_resolution_approximates_the_same_function():
-    """Discretisation invariance: on a smooth input, the 2x output averaged back to 1x is close to the 1x output."""
+    """Discretisation invariance: on smooth inputs, the 2x output brought back to 1x is close to the 1x output.
+
+    Close means: much closer than the outputs for two different inputs are to each other
+    (at initialisation the output is dominated by biases, so a plain relative error says little).
+    """
     torch.manual_seed(0)
     net = UNOScoreNetwork(res=16, npad=2, d_co_domain=8, fmult=0.5).eval()
     with torch.no_grad():
@@ -53,8 +57,9 @@ def test_output_at_twice_the_resolution_approximates_the_same_function():
         fine = net(smooth_functions(2, 32), torch.ones(2))
     fine_on_coarse = F.interpolate(fine.permute(0, 3, 1, 2), size=(16, 16), mode="bilinear",
                                    align_corners=True).permute(0, 2, 3, 1)
-    relative = (fine_on_coarse - coarse).norm() / coarse.norm()
-    assert relative < 0.25, relative
+    discretisation_gap = (fine_on_coarse - coarse).norm()
+    input_effect = (coarse[0] - coarse[1]).norm()
+    assert discretisation_gap < 0.25 * input_effect
 
 
 def test_output_is_divided_by_sigma_without_conditioning():
