@@ -40,7 +40,8 @@ from src.evaluation import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, GT_STATS, 
                             check_experiment, draw_samples, evaluate_samples, figure_paths, figure_stem,
                             find_sample_factors, format_metrics, gt_stats_name, load_score_model,
                             metrics_name, plot_mean_figure, plot_sample_pages, plot_stats_figure,
-                            read_pickle, read_stats, samples_name, samples_record, stats_name, write_outputs)
+                            read_pickle, read_stats, samples_name, samples_record, stats_name)
+from src.files import write_outputs
 from src.data import FRAME_SIZE
 from src.experiment import default_device, load_data
 from src.metrics import circular_stats

@@ -15,9 +15,9 @@ model.pt. Runs on CUDA when present, else on the CPU.
 import argparse
 import json
 import os
-import pickle
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,9 +25,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.checkpoint import EMA, load_checkpoint, save_checkpoint
-from src.config import Arguments, ConfigError, config_to_json, load_config
+from src.config import Arguments, ConfigError, load_config
 from src.data import VolcanoDataset
 from src.diffusion import score_matching_loss
+from src.files import write_outputs
 from src.experiment import (build_model, build_noise, build_sigmas, default_device, describe, load_data,
                             sample)
 from src.metrics import circular_stats, validation_metrics
@@ -53,19 +54,6 @@ def resolve_config(cfg: str, savedir: Path, override: bool) -> Arguments:
         print(f"Using the config saved in {saved} (pass --override_cfg to use {cfg} instead)")
         return load_config(saved)
     return load_config(cfg)
-
-
-def write_json_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def write_pickle(path: Path, value) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        pickle.dump(value, f)
-    os.replace(temporary, path)
 
 
 def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise_sampler, sigmas) -> None:
@@ -140,9 +128,8 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
         print(f"Resuming from {checkpoint_path} at epoch {start_epoch + 1}")
 
     savedir.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(savedir / "config.json", config_to_json(args))
     gt_stats = circular_stats(train)
-    write_pickle(savedir / "gt_stats.pkl", gt_stats)
+    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
     plot_run_overview(savedir, args, train, noise_sampler, sigmas)
 
     loader = DataLoader(VolcanoDataset(train, augment=args.augment), batch_size=args.batch_size, shuffle=True,
@@ -179,8 +166,8 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
                             plot_phase_grid(samples[:SAMPLES_SHOWN],
                                             [savedir / "samples" / f"best_{name}.{ext}" for ext in ("png", "pdf")],
                                             ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
-                            write_pickle(savedir / "samples" / f"best_{name}.pkl",
-                                         {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics})
+                            write_outputs({savedir / "samples" / f"best_{name}.pkl":
+                                           {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
             save_checkpoint(checkpoint_path, model, ema, optimizer, best, epoch)
             line["time"] = time.time() - started
             results.write(json.dumps(line) + "\n")

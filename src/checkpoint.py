@@ -14,12 +14,12 @@ killed while saving never leaves a truncated checkpoint behind.
 """
 
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from src.files import atomic_paths
 
 
 class EMA:
@@ -69,15 +69,8 @@ def save_checkpoint(path: Path, model: nn.Module, ema, optimizer, metrics: dict,
         "metrics": dict(metrics),
         "last_epoch": last_epoch,
     }
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_paths([path]) as (temporary,):
         torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: Path, device) -> dict:

@@ -10,7 +10,7 @@ as ``"epoch"``), a value of the wrong type or an impossible value stops with a
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
@@ -159,7 +159,3 @@ def load_config(path: str | Path) -> Arguments:
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a JSON object of config keys, not {type(values).__name__}")
     return config_from_dict(values, source=str(path))
-
-
-def config_to_json(args: Arguments) -> str:
-    return json.dumps(asdict(args), indent=2)

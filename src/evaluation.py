@@ -16,20 +16,17 @@ Every file is written atomically (a temporary file beside it, then ``os.replace`
 interrupted or failed evaluation never leaves a truncated file or half of a result behind.
 """
 
-import contextlib
-import json
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from src.checkpoint import load_checkpoint, model_weights
 from src.config import Arguments
+from src.files import atomic_paths
 from src.experiment import build_model, build_noise, build_sigmas, sample
 from src.metrics import circular_stats, mean_image_metrics, validation_metrics, wasserstein_metrics
 from src.plotting import plot_mean_images, plot_phase_grid, plot_stats_histograms
@@ -116,49 +113,6 @@ def check_experiment(exp_dir: Path, checkpoint: Optional[str] = None) -> None:
         raise EvaluationError(f"{exp_dir} has no config.json, so it is not an experiment directory; {listing}")
     if checkpoint is not None and not (exp_dir / checkpoint).is_file():
         raise EvaluationError(f"checkpoint {exp_dir / checkpoint} not found; {listing}")
-
-
-# ---------------------------------------------------------------------------
-# Atomic files
-
-@contextlib.contextmanager
-def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
-    """Temporary paths beside ``paths`` (same suffix, so writers infer the format).
-
-    When the body finishes, each temporary file replaces its target; if it raises, the
-    temporary files are removed and the targets are untouched.
-    """
-    targets = [Path(p) for p in paths]
-    temporaries = []
-    try:
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
-                                            dir=target.parent)
-            os.close(handle)
-            temporaries.append(Path(name))
-        yield temporaries
-        for temporary, target in zip(temporaries, targets):
-            os.replace(temporary, target)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
-
-
-def write_outputs(files: dict) -> None:
-    """Write {path: value} as one set: ``.json`` paths as JSON, the others as pickles.
-
-    All are written to temporary files first and renamed only when every one is complete,
-    so a failure leaves the earlier set whole.
-    """
-    paths = list(files)
-    with atomic_paths(paths) as temporaries:
-        for path, temporary in zip(paths, temporaries):
-            if Path(path).suffix == ".json":
-                temporary.write_text(json.dumps(files[path], indent=2) + "\n")
-            else:
-                with open(temporary, "wb") as f:
-                    pickle.dump(files[path], f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def read_pickle(path: Path, keys: Sequence[str] = ()):

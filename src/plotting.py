@@ -33,7 +33,7 @@ def plot_fields(fields: np.ndarray, paths, ncols: int, titles: Optional[Sequence
     """A grid of scalar fields (N, H, W), ncols per row."""
     fields = np.asarray(fields)
     nrows = max(1, math.ceil(len(fields) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.2 * nrows), squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(fields):

@@ -24,8 +24,8 @@ from scipy.stats import wasserstein_distance
 
 import eval as eval_script
 import plot_stats
-from src.evaluation import (GRID_PRESETS, EvaluationError, atomic_paths, find_sample_factors, page_indices,
-                            read_stats, samples_name, write_outputs)
+from src.evaluation import GRID_PRESETS, EvaluationError, find_sample_factors, page_indices, read_stats, samples_name
+from src.files import atomic_paths, write_outputs
 from src.metrics import circular_stats
 from src.synthetic import write_dataset
 

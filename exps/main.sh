@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Run one experiment: bash main.sh <sbgm|gan> <experiment name> <json file>
+#
+#   RUN_LOCAL=1  run the code of this checkout (from the parent of exps/); without it the
+#                code is first copied to $SAVEDIR/<name>/<id>/code and run from there, so
+#                that a queued Slurm job is not affected by later edits of the checkout.
+#   SLURM_JOB_ID identifies the run; outside Slurm set it yourself (`date +%s`), else the
+#                current Unix time is used.
+#
+# Results go to $SAVEDIR/<name>/<SLURM_JOB_ID>. SAVEDIR and DATA_DIR come from the
+# environment or from env.sh next to this script (copy env.sh.bak to env.sh and edit it).
+set -euo pipefail
+EXPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$EXPS_DIR")"
+if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
+
+usage() { echo "usage: bash main.sh <sbgm|gan> <experiment name> <json file>" >&2; exit 2; }
+# The original README also shows `bash main.sh <experiment name> <json file>`: that means sbgm.
+if [ $# -eq 2 ]; then set -- sbgm "$@"; fi
+[ $# -eq 3 ] || usage
+METHOD="$1"; NAME="$2"; CFG="$3"
+case "$METHOD" in
+  sbgm) ENTRY=train.py ;;
+  gan) echo "main.sh: the GANO baseline (method 'gan') is not implemented yet" >&2; exit 2 ;;
+  *) echo "main.sh: unknown method '$METHOD'" >&2; usage ;;
+esac
+[ -f "$CFG" ] || { echo "main.sh: config file not found: $CFG" >&2; exit 2; }
+CFG="$(cd "$(dirname "$CFG")" && pwd)/$(basename "$CFG")"
+: "${SAVEDIR:?main.sh: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
+: "${DATA_DIR:?main.sh: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
+export DATA_DIR
+
+RUN_ID="${SLURM_JOB_ID:-$(date +%s)}"
+OUT="$SAVEDIR/$NAME/$RUN_ID"
+mkdir -p "$OUT"
+
+PYTHON=python3
+if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
+
+if [ -n "${RUN_LOCAL:-}" ]; then
+  CODE_DIR="$REPO_DIR"
+else
+  CODE_DIR="$OUT/code"
+  # A requeued job finds its copy already there and keeps it.
+  if [ ! -d "$CODE_DIR" ]; then
+    mkdir -p "$CODE_DIR.partial"
+    cp -r "$REPO_DIR"/train.py "$REPO_DIR"/eval.py "$REPO_DIR"/plot_stats.py "$REPO_DIR"/src "$REPO_DIR"/exps \
+      "$REPO_DIR"/requirements.txt "$CODE_DIR.partial"/
+    mv "$CODE_DIR.partial" "$CODE_DIR"
+  fi
+fi
+
+echo "method=$METHOD name=$NAME config=$CFG"
+echo "results: $OUT"
+echo "code:    $CODE_DIR"
+cd "$CODE_DIR"
+exec "$PYTHON" "$ENTRY" --cfg "$CFG" --savedir "$OUT"

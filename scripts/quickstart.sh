@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The main job on the embedded default, on a fresh machine:
+#   1. a virtual environment from requirements.txt (if there is none),
+#   2. synthetic Volcano data in $DATA_DIR (default data/synthetic_volcano) if it holds no *.int file,
+#   3. training of exps/json/quickstart.json through exps/main.sh (about 10 minutes on 2 CPU cores),
+#   4. where the results and pictures are.
+set -euo pipefail
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_DIR"
+source scripts/setup_venv.sh
+
+export DATA_DIR="${DATA_DIR:-$REPO_DIR/data/synthetic_volcano}"
+export SAVEDIR="${SAVEDIR:-$REPO_DIR/results}"
+if [ -z "$(find "$DATA_DIR" -name '*.int' -print -quit 2>/dev/null)" ]; then
+  "$PYTHON" -m src.synthetic --outdir "$DATA_DIR"
+fi
+
+RUN_ID="${SLURM_JOB_ID:-$(date +%Y%m%d-%H%M%S)}"
+(cd exps && RUN_LOCAL=1 SLURM_JOB_ID="$RUN_ID" bash main.sh sbgm quickstart json/quickstart.json)
+
+OUT="$SAVEDIR/quickstart/$RUN_ID"
+cat <<MSG
+
+Done. Results in $OUT:
+  results.json                  one JSON line per epoch (loss, w_total, ...)
+  samples/<epoch>.png           generated phase maps at each record
+  samples/best_w_total.png      samples of the best checkpoint, model.w_total.pt
+  noise/ u_noised.png           the noise and the perturbed data
+Evaluate it from exps/:  SAVEDIR=$SAVEDIR bash launch_eval.py sbgm quickstart/$RUN_ID --mode=generate
+MSG
