@@ -1,0 +1,185 @@
+"""End to end: exps/main.sh and train.py on a tiny config, every output file, resuming, bad input.
+
+The experiment scripts run from a copy of the code in a temporary folder, so that a
+developer's own exps/env.sh (which main.sh sources) cannot redirect the test's results.
+"""
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.synthetic import write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"batch_size": 8, "val_batch_size": 16, "epochs": 2, "record_interval": 1, "ntrain": 40, "val_size": 0.2,
+        "resolution": 16, "npad": 2, "sigma_1": 2.0, "sigma_L": 0.01, "L": 5, "T": 2, "epsilon": 1e-4,
+        "rbf_scale": 0.1, "d_co_domain": 4, "fmult": 0.5, "Ntest": 8, "num_workers": 0, "ema_rate": 0.9,
+        "augment": True}
+METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
+
+
+def environment(**extra):
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", **{k: str(v) for k, v in extra.items()}}
+    # main.sh falls back to python3 from the PATH when the code copy has no .venv.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(args, cwd, **env):
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=environment(**env), capture_output=True, text=True,
+                          timeout=600)
+
+
+def snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def code_copy(tmp_path_factory):
+    """A copy of the repository's code (no env.sh, no .venv) and tiny synthetic data."""
+    base = tmp_path_factory.mktemp("train")
+    repo = base / "repo"
+    repo.mkdir()
+    for name in ("train.py", "eval.py", "plot_stats.py", "requirements.txt"):
+        shutil.copy(ROOT / name, repo / name)
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "exps", repo / "exps", ignore=shutil.ignore_patterns("env.sh"))
+    (repo / "exps" / "json" / "tiny.json").write_text(json.dumps(TINY))
+    data = base / "data"
+    write_dataset(data, TINY["ntrain"], seed=0)
+    return repo, data, base / "saved"
+
+
+@pytest.fixture(scope="module")
+def local_run(code_copy):
+    """`RUN_LOCAL=1 SLURM_JOB_ID=77 bash main.sh sbgm tiny json/tiny.json` from exps/, as the README says."""
+    repo, data, savedir = code_copy
+    result = run(["bash", "main.sh", "sbgm", "tiny", "json/tiny.json"], cwd=repo / "exps",
+                 RUN_LOCAL=1, SLURM_JOB_ID=77, SAVEDIR=savedir, DATA_DIR=data)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return savedir / "tiny" / "77", result
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        image.load()
+        assert min(image.size) > 50, path
+
+
+def test_every_output_file_exists_and_is_valid(local_run):
+    run_dir, _ = local_run
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 2 and config["d_co_domain"] == 4 and config["noise_method"] == "fft"
+
+    lines = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2]
+    for line in lines:
+        assert {"loss", "loss_valid", "epoch", "lr", "time", *METRICS} <= set(line)
+        assert all(np.isfinite(line[key]) for key in ("loss", "loss_valid", *METRICS))
+
+    with open(run_dir / "gt_stats.pkl", "rb") as f:
+        gt = pickle.load(f)
+    assert gt["var"].shape == gt["skew"].shape == (TINY["ntrain"] - 8,)
+
+    for name in ("model.pt", *(f"model.{metric}.pt" for metric in METRICS)):
+        state = torch.load(run_dir / name, weights_only=True)
+        assert {"weights", "ema", "optimizer", "metrics", "last_epoch"} <= set(state), name
+        assert set(state["metrics"]) == set(METRICS)
+    final = torch.load(run_dir / "model.pt", weights_only=True)
+    assert final["last_epoch"] == 1
+    assert final["metrics"]["w_total"] == min(line["w_total"] for line in lines)
+
+    pngs = ["u_noised.png", "u_prior.png", "mean_subsamples.png", "samples/1.png", "samples/2.png",
+            "samples/mean_sample_1.png", "samples/mean_sample_2.png",
+            *(f"noise/{n}.png" for n in ("noise_samples", "init_samples", "noise_sampler_C")),
+            *(f"samples/best_{m}.png" for m in METRICS)]
+    for name in pngs:
+        assert_png(run_dir / name)
+    for name in ["samples/1.pdf", "noise/noise_samples.pdf", "noise/init_samples.pdf", "noise/noise_sampler_C.pdf",
+                 *(f"samples/best_{m}.pdf" for m in METRICS)]:
+        assert (run_dir / name).read_bytes()[:5] == b"%PDF-", name
+    for metric in METRICS:
+        with open(run_dir / "samples" / f"best_{metric}.pkl", "rb") as f:
+            best = pickle.load(f)
+        assert best["samples"].shape[1:] == (14, 14, 2) and best[metric] == final["metrics"][metric]
+    assert not list(run_dir.rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_local_run_uses_the_checkout(local_run, code_copy):
+    run_dir, result = local_run
+    assert not (run_dir / "code").exists()
+    assert f"code:    {code_copy[0]}" in result.stdout
+
+
+def test_training_resumes_from_model_pt(local_run, code_copy):
+    """A restarted job (more epochs in --cfg, but the saved config wins) continues where it stopped."""
+    run_dir, _ = local_run
+    repo, data, _ = code_copy
+    before = torch.load(run_dir / "model.pt", weights_only=True)
+    longer = repo / "longer.json"
+    longer.write_text(json.dumps({**TINY, "epochs": 3}))
+    result = run([sys.executable, "train.py", "--cfg", longer, "--savedir", run_dir, "--override_cfg"],
+                 cwd=repo, DATA_DIR=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stdout and "at epoch 3" in result.stdout
+    lines = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    after = torch.load(run_dir / "model.pt", weights_only=True)
+    assert after["last_epoch"] == 2
+    assert any(not torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, code_copy):
+    run_dir, _ = local_run
+    repo, data, _ = code_copy
+    before = snapshot(run_dir)
+    wider = repo / "wider.json"
+    wider.write_text(json.dumps({**TINY, "d_co_domain": 8}))
+    result = run([sys.executable, "train.py", "--cfg", wider, "--savedir", run_dir, "--override_cfg"],
+                 cwd=repo, DATA_DIR=data)
+    assert result.returncode != 0
+    assert "model.pt" in result.stderr and "does not fit" in result.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
+    repo, data, savedir = code_copy
+    one_epoch = {**TINY, "epochs": 1}
+    (repo / "exps" / "json" / "one.json").write_text(json.dumps(one_epoch))
+    result = run(["bash", "main.sh", "sbgm", "copied", "json/one.json"], cwd=repo / "exps",
+                 SLURM_JOB_ID=5, SAVEDIR=savedir, DATA_DIR=data)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = savedir / "copied" / "5"
+    assert (run_dir / "code" / "train.py").is_file() and (run_dir / "code" / "src" / "diffusion.py").is_file()
+    assert (run_dir / "model.w_total.pt").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gan", "x", "json/tiny.json"], "not implemented"),
+    (["vae", "x", "json/tiny.json"], "unknown method"),
+    (["sbgm", "x", "json/missing.json"], "config file not found"),
+])
+def test_main_sh_rejects_bad_arguments(code_copy, args, message):
+    repo, data, savedir = code_copy
+    result = run(["bash", "main.sh", *args], cwd=repo / "exps", RUN_LOCAL=1, SAVEDIR=savedir, DATA_DIR=data)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_main_sh_needs_savedir(code_copy):
+    repo, data, _ = code_copy
+    env = environment(RUN_LOCAL=1, DATA_DIR=data)
+    env.pop("SAVEDIR", None)
+    result = subprocess.run(["bash", "main.sh", "sbgm", "x", "json/tiny.json"], cwd=repo / "exps", env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "SAVEDIR" in result.stderr
