@@ -142,7 +142,7 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
             model.train()
             losses = []
             for u in tqdm(loader, desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
-                loss = score_matching_loss(model, u.to(device), sigmas, noise_sampler)
+                loss = score_matching_loss(model, u.to(device), sigmas, noise_sampler, weighting=args.loss_weighting)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -185,8 +185,8 @@ def validation_loss(model, ema, valid, sigmas, noise_sampler, args, generator, d
     total = 0.0
     with ema.applied_to(model) if ema is not None else torch.no_grad():
         for batch in valid.split(args.val_batch_size):
-            total += score_matching_loss(model, batch.to(device), sigmas, noise_sampler,
-                                         generator=generator).item() * len(batch)
+            total += score_matching_loss(model, batch.to(device), sigmas, noise_sampler, generator=generator,
+                                         weighting=args.loss_weighting).item() * len(batch)
     return total / len(valid)
 
 

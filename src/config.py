@@ -17,6 +17,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.diffusion import LOSS_WEIGHTINGS
 from src.noise import KERNELS, NOISE_METHODS
 
 SCHEDULES = ("geometric", "linear")
@@ -51,6 +52,7 @@ class Arguments:
     sigma_L: float = 0.01                   # variance of the smallest noise level
     T: int = 100                            # Langevin steps per noise level
     L: int = 10                             # number of noise levels from sigma_1 to sigma_L
+    loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
 
     # --- noise distribution (Gaussian random field)
     rbf_scale: float = 1.0                  # length scale of the kernel (larger = smoother noise)
@@ -99,6 +101,7 @@ def _check_values(args: Arguments) -> None:
     require(args.num_freqs_input >= 0, "num_freqs_input", "must be >= 0")
     require(0.0 <= args.val_size < 1.0, "val_size", "must be in [0, 1)")
     require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
+    require(args.loss_weighting in LOSS_WEIGHTINGS, "loss_weighting", f"must be one of {list(LOSS_WEIGHTINGS)}")
     require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
     require(args.sigma_1 >= args.sigma_L, "sigma_1",
             f"must be >= sigma_L = {args.sigma_L}: sigmas decrease from sigma_1 to sigma_L "

@@ -32,13 +32,19 @@ def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geom
     return sigmas.float()
 
 
-def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
-                        generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Denoising score-matching loss, one noise level drawn per example.
+LOSS_WEIGHTINGS = ("sigma", "unit")
 
-    ``mean | noise + sigma * F(u + noise, sigma) |^2`` with ``noise = sqrt(sigma) * z``; the
-    factor sigma is the usual lambda(sigma) = sigma weighting that makes every level count
-    alike.
+
+def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
+                        generator: Optional[torch.Generator] = None, weighting: str = "sigma") -> torch.Tensor:
+    """Denoising score-matching loss, one noise level drawn uniformly per example.
+
+    ``weighting="sigma"`` (the original's): ``mean | noise + sigma * F(u + noise, sigma) |^2``
+    with ``noise = sqrt(sigma) * z``. Per level this is ``sigma * |z + sqrt(sigma) F|^2``, so
+    a level weighs in proportion to its variance: the largest levels dominate the gradient.
+    ``weighting="unit"`` divides each example's term by its sigma, ``mean | z + sqrt(sigma) F |^2``
+    (NCSN's lambda(sigma) = sigma^2 in terms of standard deviations): every level counts alike,
+    which teaches the small levels, where the fine structure is made, much faster.
 
     Parameters
     ----------
@@ -49,6 +55,10 @@ def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, n
     sigma = sigmas[level]
     noise = expand_like(sigma.sqrt(), u) * noise_sampler.sample(u.shape[0], generator=generator)
     residual = noise + expand_like(sigma, u) * score(u + noise, sigma)
+    if weighting == "unit":
+        residual = residual / expand_like(sigma.sqrt(), u)
+    elif weighting != "sigma":
+        raise ValueError(f"unknown loss weighting {weighting!r}: expected one of {list(LOSS_WEIGHTINGS)}")
     return residual.square().mean()
 
 

@@ -47,6 +47,7 @@ def test_paper_configs_hold_the_paper_values():
     ({"sigma_1": 0.001, "sigma_L": 0.01}, "sigma_1"),
     ({"resolution": 8, "npad": 8}, "resolution"),
     ({"schedule": "cosine"}, "schedule"),
+    ({"loss_weighting": "snr"}, "loss_weighting"),
     ({"fmult": 0.0}, "fmult"),
     ({"fmult": 1.5}, "fmult"),
     ({"noise_kernel": "gaussian"}, "noise_kernel"),

@@ -52,6 +52,20 @@ def test_loss_of_a_zero_score_is_the_mean_noise_energy():
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_unit_weighting_divides_each_term_by_its_sigma():
+    """With F = 0 the unit-weighted loss is mean(z^2) whatever the levels drawn."""
+    sampler = build_noise_sampler(8, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
+    sigmas = torch.tensor([2.0, 0.5, 0.1])
+    u = torch.randn(16, 8, 8, 2)
+    loss = score_matching_loss(lambda x, s: torch.zeros_like(x), u, sigmas, sampler,
+                               generator=torch.Generator().manual_seed(3), weighting="unit")
+    replay = torch.Generator().manual_seed(3)
+    torch.randint(3, (16,), generator=replay)
+    assert loss.item() == pytest.approx(sampler.sample(16, generator=replay).square().mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="lambda"):
+        score_matching_loss(lambda x, s: x, u, sigmas, sampler, weighting="lambda")
+
+
 # --- Gaussian data with a known score --------------------------------------------------------
 
 RES = 5
