@@ -14,6 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
+from src import noise
 from src.noise import (
     KERNELS,
     NOISE_METHODS,
@@ -24,6 +25,8 @@ from src.noise import (
     IsotropicKernel,
     build_noise_sampler,
     circulant_embedding_eigenvalues,
+    compact_embedding_size,
+    embedding_covariance_error,
     minimal_embedding_size,
 )
 
@@ -38,18 +41,42 @@ REFERENCE_KERNELS = {
 }
 
 
-def reference_covariance(res: int, kernel: str, length_scale: float, rbf_eps: float) -> np.ndarray:
-    """Dense ``C + eps^2 I`` over the grid points ``(i / res, j / res)``, row-major, float64."""
+def reference_covariance(res: int, kernel: str, length_scale: float, rbf_eps: float,
+                         indices: np.ndarray | None = None) -> np.ndarray:
+    """Dense ``C + eps^2 I`` over the grid points ``(i / res, j / res)``, row-major, float64.
+
+    ``indices`` (row-major flat indices) restricts it to those points' rows and columns.
+    """
     rows, cols = np.meshgrid(np.arange(res), np.arange(res), indexing="ij")
     points = np.stack([rows.ravel(), cols.ravel()], axis=-1) / res
+    if indices is not None:
+        points = points[indices]
     distance = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
-    return REFERENCE_KERNELS[kernel](distance, length_scale) + rbf_eps**2 * np.eye(res * res)
+    return REFERENCE_KERNELS[kernel](distance, length_scale) + rbf_eps**2 * np.eye(len(points))
+
+
+def corner_indices(res: int, width: int = 6) -> np.ndarray:
+    """Flat indices of the points whose row and column are among the first or last ``width``.
+
+    All points for ``res <= 2 width``.  Pairs of them have every axis lag up to
+    ``width - 1`` and from ``res - width`` to ``res - 1``: the short lags and the
+    long ones, which a compact torus wraps.
+    """
+    ends = np.unique(np.concatenate([np.arange(min(width, res)), np.arange(max(0, res - width), res)]))
+    return (ends[:, None] * res + ends[None, :]).ravel()
 
 
 def channel_samples(draws: torch.Tensor) -> np.ndarray:
     """``(n, res, res, 2)`` draws as ``(2 n, res^2)`` independent row-major flattened fields."""
     n, res = draws.shape[0], draws.shape[1]
     return draws.permute(0, 3, 1, 2).reshape(2 * n, res * res).double().numpy()
+
+
+def channel_samples_at(sampler, n: int, indices: np.ndarray, seed: int, batch: int = 2_500) -> np.ndarray:
+    """Both channels of ``n`` draws at the flat grid ``indices``, ``(2 n, len(indices))``, drawn in batches."""
+    generator = seeded(seed)
+    return np.concatenate([channel_samples(sampler.sample(min(batch, n - start), generator))[:, indices]
+                           for start in range(0, n, batch)])
 
 
 def covariance_standard_error(covariance: np.ndarray, n: int) -> np.ndarray:
@@ -185,15 +212,22 @@ def test_white_noise_is_standard_normal():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("res", [9, 12])
-@pytest.mark.parametrize("length_scale", [0.05, 0.2])
+# (res, length_scale): at 0.05 the torus is compact (m = 10, 15 and 45 instead of 16, 24 and
+# 80), at 0.2 it is the full one.  At res 40 only the corner points are compared (corner_indices),
+# whose pairs include every wrapped lag.
+COVARIANCE_CASES = [(9, 0.05), (12, 0.05), (9, 0.2), (12, 0.2), (40, 0.05)]
+
+
+@pytest.mark.parametrize("res, length_scale", COVARIANCE_CASES)
 def test_fft_empirical_covariance_matches_dense(res, length_scale):
     rbf_eps = 0.3  # large enough that the eps^2 I term is visible above Monte Carlo error
     sampler = FFTGRF(res, IsotropicKernel("exponential", length_scale), rbf_eps)
     assert sampler.fallback_sampler is None
-    samples = channel_samples(sampler.sample(20_000, seeded(3)))
+    assert (sampler.embedding_size < minimal_embedding_size(res)) == (length_scale == 0.05)
+    indices = corner_indices(res)
+    samples = channel_samples_at(sampler, 20_000, indices, seed=3)
     empirical = samples.T @ samples / samples.shape[0]
-    expected = reference_covariance(res, "exponential", length_scale, rbf_eps)
+    expected = reference_covariance(res, "exponential", length_scale, rbf_eps, indices)
     error_in_standard_errors = np.abs(empirical - expected) / covariance_standard_error(expected, samples.shape[0])
     assert error_in_standard_errors.max() < STANDARD_ERRORS
 
@@ -208,12 +242,17 @@ def test_fft_without_white_noise_draws_the_bare_kernel():
     assert error_in_standard_errors.max() < STANDARD_ERRORS
 
 
-@pytest.mark.parametrize("res", [9, 12])
-def test_fft_marginal_variance_and_lag_correlations(res):
-    length_scale, rbf_eps = 0.2, 0.5
+@pytest.mark.parametrize("res, length_scale", [(9, 0.2), (12, 0.2), (40, 0.05)])
+def test_fft_marginal_variance_and_lag_correlations(res, length_scale):
+    rbf_eps = 0.5
     kernel = IsotropicKernel("exponential", length_scale)
-    draws = FFTGRF(res, kernel, rbf_eps).sample(20_000, seeded(4)).double()
-    fields = draws.permute(0, 3, 1, 2).reshape(-1, res, res)  # both channels as samples
+    sampler = FFTGRF(res, kernel, rbf_eps)
+    generator = seeded(4)
+    # Both channels of 20 000 draws as 40 000 fields; of a field larger than 12 x 12 only its
+    # top-left 12 x 12 block (stationary: the same statistics), to bound the memory.
+    block = min(res, 12)
+    fields = torch.cat([sampler.sample(2_500, generator)[:, :block, :block].double().permute(0, 3, 1, 2)
+                        .reshape(-1, block, block) for _ in range(8)])
     n = fields.shape[0]
     variance = 1 + rbf_eps**2
     # Averages over pixels are at least as precise as one pixel, so one
@@ -229,25 +268,33 @@ def test_fft_marginal_variance_and_lag_correlations(res):
         assert abs(along_cols - expected_covariance) < tolerance
 
 
-def test_fft_and_cholesky_draw_the_same_distribution():
-    res, rbf_eps = 10, 0.01
-    kernel = IsotropicKernel("exponential", 0.1)
-    n = 20_000
-    from_fft = channel_samples(FFTGRF(res, kernel, rbf_eps).sample(n, seeded(5)))
-    from_cholesky = channel_samples(CholeskyGRF(res, kernel, rbf_eps).sample(n, seeded(6)))
-    expected = reference_covariance(res, "exponential", 0.1, rbf_eps)
+# (res, length_scale, longer length scale the test must tell apart, or None): compact tori
+# (m = 15 instead of 18, 45 instead of 80); at res 40 on the corner points only.
+@pytest.mark.parametrize("res, length_scale, longer", [(10, 0.1, 0.12), (40, 0.05, None)])
+def test_fft_and_cholesky_draw_the_same_distribution(res, length_scale, longer):
+    rbf_eps = 0.01
+    kernel = IsotropicKernel("exponential", length_scale)
+    n = 20_000 if res <= 10 else 4_000  # the dense draws cost 2 n res^4 flops
+    fft_sampler = FFTGRF(res, kernel, rbf_eps)
+    assert fft_sampler.embedding_size < minimal_embedding_size(res)
+    indices = corner_indices(res)
+    from_fft = channel_samples_at(fft_sampler, n, indices, seed=5)
+    from_cholesky = channel_samples_at(CholeskyGRF(res, kernel, rbf_eps), n, indices, seed=6)
+    expected = reference_covariance(res, "exponential", length_scale, rbf_eps, indices)
     # The two estimates are independent: their difference has sqrt(2) times the standard error.
     standard_error = math.sqrt(2) * covariance_standard_error(expected, 2 * n)
     difference = from_fft.T @ from_fft / (2 * n) - from_cholesky.T @ from_cholesky / (2 * n)
     assert np.abs(difference / standard_error).max() < STANDARD_ERRORS
     # Kolmogorov-Smirnov on random linear projections, Bonferroni over projections.
-    directions = np.random.default_rng(0).standard_normal((res * res, 8))
+    directions = np.random.default_rng(0).standard_normal((len(indices), 8))
     p_values = [stats.ks_2samp(from_fft @ direction, from_cholesky @ direction).pvalue
                 for direction in directions.T]
     assert min(p_values) > 1e-3 / len(p_values)
 
+    if longer is None:
+        return
     # Power: a 20% longer length scale is detected by the same statistic.
-    other = channel_samples(CholeskyGRF(res, IsotropicKernel("exponential", 0.12), rbf_eps).sample(n, seeded(6)))
+    other = channel_samples_at(CholeskyGRF(res, IsotropicKernel("exponential", longer), rbf_eps), n, indices, seed=6)
     difference = from_fft.T @ from_fft / (2 * n) - other.T @ other / (2 * n)
     assert np.abs(difference / standard_error).max() > STANDARD_ERRORS
 
@@ -279,10 +326,13 @@ def test_default_kernel_embeds_without_enlarging_at_paper_length_scales():
             assert eigenvalues.min() >= -1e-10 * eigenvalues.max(), (length_scale, res)
 
 
-def test_embedding_eigenvalues_are_those_of_the_circulant_matrix():
+@pytest.mark.parametrize("m", [4, 5, 6])
+def test_embedding_eigenvalues_are_those_of_the_circulant_matrix(m):
     # Build the m^2 x m^2 block-circulant matrix explicitly at a tiny size and
-    # compare its spectrum and its top-left sub-grid block with the dense C.
-    res, m = 4, 6
+    # compare its spectrum and its top-left sub-grid block with the dense C:
+    # equal on the full torus (m = 6 = 2 (res - 1)), within the tail bound on
+    # the compact ones.
+    res = 4
     kernel = IsotropicKernel("matern", 0.3)
     torus = np.arange(m)
     lag = np.abs(torus[:, None] - torus[None, :])
@@ -292,8 +342,12 @@ def test_embedding_eigenvalues_are_those_of_the_circulant_matrix():
     eigenvalues = circulant_embedding_eigenvalues(res, kernel, m).numpy()
     np.testing.assert_allclose(np.sort(eigenvalues.ravel()), np.linalg.eigvalsh(circulant), atol=1e-12)
     sub_grid = (torus[:res, None] * m + torus[None, :res]).ravel()
-    np.testing.assert_allclose(circulant[np.ix_(sub_grid, sub_grid)],
-                               reference_covariance(res, "matern", 0.3, 0.0), atol=1e-14)
+    bound = embedding_covariance_error(res, kernel, m)
+    assert (bound == 0) == (m == 6)
+    error = np.abs(circulant[np.ix_(sub_grid, sub_grid)] - reference_covariance(res, "matern", 0.3, 0.0)).max()
+    assert error <= bound + 1e-14
+    if m < 6:
+        assert error > 0.5 * bound  # the bound is nearly attained: lag res - 1 wraps to m - res + 1
 
 
 def test_squared_exponential_enlarges_the_embedding():
@@ -320,6 +374,7 @@ def test_squared_exponential_with_long_length_scale_falls_back_to_cholesky():
                       match=r"squared_exponential.*res=8.*most negative eigenvalue -\d"):
         sampler = FFTGRF(res, kernel, 0.01)
     assert isinstance(sampler.fallback_sampler, CholeskyGRF)
+    assert sampler.max_covariance_error == 0.0
     assert sampler.embedding_size == 8 * minimal_embedding_size(res)  # three doublings were tried
     assert torch.equal(sampler.sample(5, seeded(9)), sampler.fallback_sampler.sample(5, seeded(9)))
 
@@ -334,6 +389,136 @@ def test_doubling_stops_at_the_maximum_embedding_size():
 def test_cholesky_reports_a_singular_covariance():
     with pytest.raises(ValueError, match="increase rbf_eps"):
         CholeskyGRF(8, IsotropicKernel("squared_exponential", 2.0), 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Compact embedding: a smaller torus for kernels that decay
+# ---------------------------------------------------------------------------
+
+
+def expected_compact_size(res: int, name: str, length_scale: float, tail_tolerance: float) -> int:
+    """The rule, written out again: smallest 5-smooth m >= min(2 (res - 1), res - 1 + R)."""
+    values = REFERENCE_KERNELS[name](np.arange(2 * res) / res, length_scale)
+    assert (values[1:] <= values[:-1]).all() and (values <= tail_tolerance).any()
+    tail_lag = max(1, int(np.argmax(values <= tail_tolerance)))  # the first lag at or below it
+    return next(size for size in range(min(2 * (res - 1), res - 1 + tail_lag), 4 * res) if is_five_smooth(size))
+
+
+@pytest.mark.parametrize("res, expected", [(40, 45), (64, 72), (120, 144), (1024, 1200)])
+def test_paper_kernel_gets_a_compact_torus(res, expected):
+    kernel = IsotropicKernel("exponential", 0.05)  # k(r) = exp(-r / 0.005): R = 0.14 res
+    size = compact_embedding_size(res, kernel)
+    assert size == expected == expected_compact_size(res, "exponential", 0.05, 1e-12)
+    assert size < minimal_embedding_size(res)
+    assert 0 < embedding_covariance_error(res, kernel, size) <= 1e-12
+
+
+@pytest.mark.parametrize("res", [8, 40, 120, 1024])
+def test_slowly_decaying_kernel_keeps_the_full_torus(res):
+    # exp(-r / 0.5) is still 0.06 at the far corner sqrt(2) of the unit square.
+    kernel = IsotropicKernel("exponential", 0.5)
+    assert compact_embedding_size(res, kernel) == minimal_embedding_size(res)
+
+
+def test_compact_sampler_reports_its_torus_and_bound():
+    kernel = IsotropicKernel("exponential", 0.05)
+    sampler = FFTGRF(40, kernel, 0.01)
+    assert sampler.embedding_size == 45 < minimal_embedding_size(40) == 80
+    assert sampler.max_covariance_error == embedding_covariance_error(40, kernel, 45)
+    assert 0 < sampler.max_covariance_error <= 1e-12
+    assert "embedding_size=45" in repr(sampler) and "max_covariance_error=" in repr(sampler)
+    full = FFTGRF(40, kernel, 0.01, tail_tolerance=0.0)
+    assert full.embedding_size == 80 and full.max_covariance_error == 0.0
+    slow = FFTGRF(40, IsotropicKernel("exponential", 0.5), 0.01)
+    assert slow.embedding_size >= 80 and slow.max_covariance_error == 0.0
+
+
+def torus_covariance_on_grid(eigenvalues: np.ndarray, res: int) -> np.ndarray:
+    """Covariance between the grid points of the torus field of spectrum ``eigenvalues`` (m, m).
+
+    Its first row is the inverse 2-D DFT of the eigenvalues; points (a, b) and
+    (c, d) have covariance ``first_row[(a - c) mod m, (b - d) mod m]``.
+    Returns ``(res^2, res^2)``, row-major like ``reference_covariance``.
+    """
+    m = eigenvalues.shape[0]
+    first_row = np.fft.ifft2(eigenvalues).real
+    positions = np.arange(res)
+    lag = (positions[:, None] - positions[None, :]) % m
+    return first_row[lag[:, None, :, None], lag[None, :, None, :]].reshape(res * res, res * res)
+
+
+@pytest.mark.parametrize("tail_tolerance", [1e-12, 1e-3, 1e-1])
+@pytest.mark.parametrize("name, length_scale", [
+    ("exponential", 0.05), ("exponential", 0.1), ("exponential", 0.3),
+    ("squared_exponential", 0.05), ("matern", 0.05), ("matern52", 0.03),
+])
+@pytest.mark.parametrize("res", [12, 33])
+def test_torus_covariance_on_the_grid_is_the_dense_covariance_within_the_bound(res, name, length_scale,
+                                                                                tail_tolerance):
+    # Deterministic: the covariance the sampler draws (from the eigenvalues, no sampling) against C + eps^2 I.
+    rbf_eps = 0.1
+    kernel = IsotropicKernel(name, length_scale)
+    sampler = FFTGRF(res, kernel, rbf_eps, tail_tolerance=tail_tolerance)
+    m = sampler.embedding_size
+    assert sampler.fallback_sampler is None
+    assert m == compact_embedding_size(res, kernel, tail_tolerance)  # the compact torus was PSD
+    assert 0.0 <= sampler.max_covariance_error <= tail_tolerance
+    eigenvalues = circulant_embedding_eigenvalues(res, kernel, m).numpy() + rbf_eps**2
+    error = np.abs(torus_covariance_on_grid(eigenvalues, res)
+                   - reference_covariance(res, name, length_scale, rbf_eps)).max()
+    assert error <= sampler.max_covariance_error + 1e-9
+    if sampler.max_covariance_error > 1e-6:
+        assert error > 0.5 * sampler.max_covariance_error  # the long lags are really wrapped
+
+
+def test_compact_torus_that_is_not_psd_is_replaced_by_the_full_one_before_doubling(monkeypatch):
+    # 1 within 1.5 grid steps (the 3 x 3 neighbourhood), 0 beyond: non-negative and
+    # non-increasing, so it gets a compact torus, but not positive definite.  On every
+    # even torus its most negative eigenvalue is (1 + 2 cos pi)(1 + 2 cos 0) = -3;
+    # on the 6 x 6 grid, -2.25: with rbf_eps^2 = 2.6 the grid covariance is positive
+    # definite (the Cholesky fallback works) and no torus is.
+    res = 6
+
+    def box(r: torch.Tensor) -> torch.Tensor:
+        return (r * res < 1.5).double()
+
+    tried = []
+
+    def recording(res_, kernel, embedding_size, device="cpu"):
+        tried.append(embedding_size)
+        return circulant_embedding_eigenvalues(res_, kernel, embedding_size, device)
+
+    monkeypatch.setattr(noise, "circulant_embedding_eigenvalues", recording)
+    with pytest.warns(CirculantEmbeddingFallbackWarning, match="m=80 after 3 doublings"):
+        sampler = FFTGRF(res, box, rbf_eps=math.sqrt(2.6))
+    full = minimal_embedding_size(res)
+    assert tried == [compact_embedding_size(res, box), full, 2 * full, 4 * full, 8 * full] == [8, 10, 20, 40, 80]
+    assert isinstance(sampler.fallback_sampler, CholeskyGRF)
+
+    # A compact torus that is PSD is the only one tried.
+    tried.clear()
+    FFTGRF(40, IsotropicKernel("exponential", 0.05), 0.01)
+    assert tried == [45]
+
+
+def test_kernel_that_is_not_monotone_keeps_the_full_torus():
+    def wiggly(r: torch.Tensor) -> torch.Tensor:  # decays to 7e-13 at sqrt(2), but with a bump every other grid step
+        return torch.exp(-r / 0.05) * (1 + 0.9 * torch.cos(40 * math.pi * r))
+
+    assert compact_embedding_size(40, wiggly) == minimal_embedding_size(40)
+    assert embedding_covariance_error(40, wiggly, 45) == math.inf
+    assert embedding_covariance_error(40, wiggly, 80) == 0.0
+
+
+def test_compact_embedding_arguments_are_checked():
+    kernel = IsotropicKernel("exponential", 0.05)
+    assert compact_embedding_size(40, kernel, tail_tolerance=0.0) == minimal_embedding_size(40)
+    with pytest.raises(ValueError, match="tail_tolerance"):
+        compact_embedding_size(40, kernel, tail_tolerance=-1e-12)
+    assert circulant_embedding_eigenvalues(40, kernel, 40).shape == (40, 40)  # m < 2 (res - 1) is allowed
+    for function in (circulant_embedding_eigenvalues, embedding_covariance_error):
+        with pytest.raises(ValueError, match="< res = 40"):
+            function(40, kernel, 39)
 
 
 # ---------------------------------------------------------------------------
