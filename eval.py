@@ -41,9 +41,9 @@ from src.evaluation import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, GT_STATS, 
                             find_sample_factors, format_metrics, gt_stats_name, load_score_model,
                             metrics_name, plot_mean_figure, plot_sample_pages, plot_stats_figure,
                             read_pickle, read_stats, samples_name, samples_record, stats_name)
-from src.files import write_outputs
 from src.data import FRAME_SIZE
 from src.experiment import default_device, load_data
+from src.files import write_outputs
 from src.metrics import circular_stats
 
 MODES = ("generate", "plot", "superres")

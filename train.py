@@ -28,11 +28,12 @@ from src.checkpoint import EMA, load_checkpoint, save_checkpoint
 from src.config import Arguments, ConfigError, load_config
 from src.data import VolcanoDataset
 from src.diffusion import score_matching_loss
-from src.files import write_outputs
 from src.experiment import (build_model, build_noise, build_sigmas, default_device, describe, load_data,
                             sample)
+from src.files import write_outputs
 from src.metrics import circular_stats, validation_metrics
 from src.plotting import plot_matrix, plot_mean_images, plot_noise, plot_phase_grid
+from src.score_network import expand_like
 
 METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
 SAMPLES_SHOWN = 16
@@ -68,7 +69,7 @@ def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise
     # u + sqrt(sigma) z from the largest to the smallest noise level.
     levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
     u = train[:1].to(sigmas.device)
-    noised = u + sigmas[levels].sqrt()[:, None, None, None] * noise_sampler.sample(len(levels))
+    noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels))
     plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
                     titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
     plot_phase_grid(noise_sampler.sample(SAMPLES_SHOWN), savedir / "u_prior.png", ncols=4,
@@ -148,8 +149,8 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
                 optimizer.step()
                 if ema is not None:
                     ema.update(model)
-                losses.append(loss.item())
-            line = {"epoch": epoch + 1, "loss": sum(losses) / len(losses),
+                losses.append(loss.detach())  # no device sync per step
+            line = {"epoch": epoch + 1, "loss": torch.stack(losses).mean().item(),
                     "loss_valid": validation_loss(model, ema, valid, sigmas, noise_sampler, args,
                                                   valid_generator, device),
                     "lr": optimizer.param_groups[0]["lr"]}
