@@ -424,26 +424,6 @@ def write_dataset(outdir: str | Path, n: int, seed: int = 0, overwrite: bool = F
     return paths
 
 
-def _circular_variance_and_skewness(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Circular variance and skewness of each frame's phase.
-
-    Parameters
-    ----------
-    phase : np.ndarray, shape (..., H, W)
-
-    Returns
-    -------
-    variance, skewness : np.ndarray, shape (...)
-        ``1 - R1`` and ``R2 sin(T2 - 2 T1) / (1 - R1)^1.5``, with ``R_k`` and
-        ``T_k`` the length and angle of the k-th trigonometric moment.
-    """
-    first_moment = np.exp(1j * phase).mean(axis=(-2, -1))
-    second_moment = np.exp(2j * phase).mean(axis=(-2, -1))
-    variance = 1.0 - np.abs(first_moment)
-    skewness = np.abs(second_moment) * np.sin(np.angle(second_moment) - 2.0 * np.angle(first_moment))
-    return variance, skewness / variance**1.5
-
-
 def plot_synthetic_samples(path: str | Path, n: int = 16, seed: int = 0) -> None:
     """Save a grid of the phase of the first ``n`` synthetic frames.
 
@@ -461,9 +441,14 @@ def plot_synthetic_samples(path: str | Path, n: int = 16, seed: int = 0) -> None
     from matplotlib.figure import Figure
     from PIL import Image
 
+    import torch
+
+    from src.metrics import circular_stats
+
     interferograms = generate_interferograms(n, seed=seed)
     phase = np.arctan2(interferograms[..., 1], interferograms[..., 0])
-    variance, skewness = _circular_variance_and_skewness(phase)
+    stats = circular_stats(torch.from_numpy(np.stack([np.cos(phase), np.sin(phase)], axis=-1)))
+    variance, skewness = stats["var"], stats["skew"]
 
     columns = math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
