@@ -7,7 +7,6 @@ STAMP="$REPO_DIR/.venv/.requirements.txt"
 if [ ! -x "$PYTHON" ] || ! cmp -s "$REPO_DIR/requirements.txt" "$STAMP"; then
   echo "Setting up $REPO_DIR/.venv from requirements.txt ..."
   python3 -m venv "$REPO_DIR/.venv"
-  "$PYTHON" -m pip install --quiet --upgrade pip
   "$PYTHON" -m pip install --quiet -r "$REPO_DIR/requirements.txt"
   cp "$REPO_DIR/requirements.txt" "$STAMP"
 fi
