@@ -17,10 +17,9 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.diffusion import LOSS_WEIGHTINGS
+from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES
 from src.noise import KERNELS, NOISE_METHODS
 
-SCHEDULES = ("geometric", "linear")
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 
 

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from src.score_network import expand_like
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SCHEDULES = ("geometric", "linear")
 
 
 def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geometric") -> torch.Tensor:
@@ -28,7 +29,7 @@ def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geom
     elif schedule == "linear":
         sigmas = torch.linspace(sigma_1, sigma_L, L, dtype=torch.float64)
     else:
-        raise ValueError(f"unknown schedule {schedule!r}: expected 'geometric' or 'linear'")
+        raise ValueError(f"unknown schedule {schedule!r}: expected one of {list(SCHEDULES)}")
     return sigmas.float()
 
 
