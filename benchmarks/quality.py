@@ -1,12 +1,14 @@
 """Sample quality of a trained experiment against its references, side by side in one run.
 
     DATA_DIR=... python benchmarks/quality.py --exp_name results/quickstart/<id> [--Ntest 256] [--factor 1]
+        [--also_sampler step_rule=sigma_squared epsilon=4e-4 denoise_last=false]
 
 Rows, all scored against the training split at the same resolution:
 
 untrained      the experiment's network at initialisation (the seed training starts from),
                sampled with the same Langevin dynamics and noise: what training must beat
 checkpoint     the checkpoint's EMA weights (default model.w_total.pt)
+--also_sampler the same weights sampled with these config keys changed (an ablation of the sampler)
 held-out data  the validation split itself: the metrics' floor for this many functions
                (a perfect model scores about this)
 
@@ -16,16 +18,24 @@ Same sampler seed for both models. Prints a markdown table.
 import argparse
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.config import load_config  # noqa: E402
+from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from src.evaluation import draw_samples, evaluate_samples, load_score_model  # noqa: E402
 from src.experiment import build_model, default_device, load_data  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
+
+def key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (a config key, e.g. denoise_last=false)")
+    return key, value
+
 
 COLUMNS = ("w_var", "w_skew", "w_total", "mean_image_l2", "mean_image_phase_l2")
 
@@ -38,19 +48,31 @@ def main() -> None:
     parser.add_argument("--val_batch_size", type=int, default=128)
     parser.add_argument("--factor", type=int, default=1, help="sample and score at this multiple of the resolution")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--also_sampler", nargs="+", default=[], type=key_value, metavar="KEY=VALUE",
+                        help="one more row: the checkpoint sampled with these config keys changed")
     cli = parser.parse_args()
 
     exp_dir, device = Path(cli.exp_name), default_device()
     args = load_config(exp_dir / "config.json")
+    changed = dict(cli.also_sampler)
+    try:
+        other_args = config_from_dict(asdict(args) | changed, source="--also_sampler")  # type-checks the values
+    except ConfigError as error:
+        parser.error(str(error))
     train, valid = load_data(args, os.environ["DATA_DIR"], cli.factor)
     train_stats = circular_stats(train)
 
     torch.manual_seed(args.seed)  # the initialisation train.py starts from
     untrained = build_model(args).to(device).eval()
     trained, state = load_score_model(args, exp_dir / cli.checkpoint, device)
+    checkpoint = f"{cli.checkpoint} (epoch {state['last_epoch'] + 1})"
+    runs = [("untrained", untrained, args), (checkpoint, trained, args)]
+    if changed:
+        runs.append((f"{checkpoint}, " + " ".join(f"{k}={v}" for k, v in changed.items()), trained, other_args))
     rows = {}
-    for name, model in (("untrained", untrained), (f"{cli.checkpoint} (epoch {state['last_epoch'] + 1})", trained)):
-        samples = draw_samples(model, args, cli.Ntest, cli.val_batch_size, device, factor=cli.factor, seed=cli.seed)
+    for name, model, sampler_args in runs:
+        samples = draw_samples(model, sampler_args, cli.Ntest, cli.val_batch_size, device, factor=cli.factor,
+                               seed=cli.seed)
         rows[name] = evaluate_samples(samples, train_stats, train)[0] | {"n": len(samples)}
     rows["held-out data"] = evaluate_samples(valid[:cli.Ntest], train_stats, train)[0] | {"n": min(cli.Ntest, len(valid))}
 

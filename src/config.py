@@ -17,7 +17,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES
+from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES, STEP_RULES
 from src.noise import KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
@@ -46,11 +46,13 @@ class Arguments:
     scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
 
     # --- annealed Langevin dynamics; sigmas are *variances*
-    epsilon: float = 2e-5                   # step size: alpha_j = epsilon * sigma_j^2 / sigma_L^2
+    epsilon: float = 2e-5                   # Langevin step size at the last level (alpha_L); see step_rule
+    step_rule: str = "sigma_squared"        # alpha_j = epsilon * (sigma_j / sigma_L)^2 (the original), or 'sigma': ^1
     sigma_1: float = 1.0                    # variance of the largest noise level
     sigma_L: float = 0.01                   # variance of the smallest noise level
     T: int = 100                            # Langevin steps per noise level
     L: int = 10                             # number of noise levels from sigma_1 to sigma_L
+    denoise_last: bool = False              # end sampling with one denoising step x + sigma_L F(x, sigma_L)
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
 
     # --- noise distribution (Gaussian random field)
@@ -100,6 +102,7 @@ def _check_values(args: Arguments) -> None:
     require(args.num_freqs_input >= 0, "num_freqs_input", "must be >= 0")
     require(0.0 <= args.val_size < 1.0, "val_size", "must be in [0, 1)")
     require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
+    require(args.step_rule in STEP_RULES, "step_rule", f"must be one of {list(STEP_RULES)}")
     require(args.loss_weighting in LOSS_WEIGHTINGS, "loss_weighting", f"must be one of {list(LOSS_WEIGHTINGS)}")
     require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
     require(args.sigma_1 >= args.sigma_L, "sigma_1",

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm import tqdm
+
+from src.progress import progress_bar
 
 FRAME_SIZE = 128
 FILE_DTYPE = np.dtype("<f4")
@@ -116,7 +117,8 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
 
     # Filled file by file: peak memory is the (N, 2, 128, 128) result only.
     unit_vectors = np.empty((len(paths), 2, FRAME_SIZE, FRAME_SIZE), dtype=np.float32)
-    progress = tqdm(paths, desc="loading .int files", unit="file", disable=len(paths) < _PROGRESS_BAR_MIN_FILES)
+    progress = progress_bar(paths, desc="loading .int files", unit="file",
+                            shown=len(paths) >= _PROGRESS_BAR_MIN_FILES)
     for index, path in enumerate(progress):
         phase = read_interferogram_phase(path)
         np.cos(phase, out=unit_vectors[index, 0])

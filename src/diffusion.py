@@ -14,8 +14,8 @@ import warnings
 from typing import Callable, Optional
 
 import torch
-from tqdm import tqdm
 
+from src.progress import progress_bar
 from src.score_network import expand_like
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -63,19 +63,39 @@ def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, n
     return residual.square().mean()
 
 
-def step_sizes(sigmas: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Langevin step size per level: alpha_j = epsilon * sigma_j^2 / sigma_L^2 (original convention)."""
-    return epsilon * sigmas.square() / sigmas[-1].square()
+STEP_RULES = ("sigma_squared", "sigma")
+
+
+def step_sizes(sigmas: torch.Tensor, epsilon: float, rule: str = "sigma_squared") -> torch.Tensor:
+    """Langevin step size per level; both rules give alpha_L = epsilon at the last level.
+
+    ``"sigma_squared"`` (the original's): ``alpha_j = epsilon * sigma_j^2 / sigma_L^2``. This is
+    NCSN's rule written for standard deviations, applied to variances, so ``alpha_j / sigma_j``
+    falls with the level: a step large enough to mix at sigma_1 is far too small near sigma_L,
+    and a stable epsilon leaves the last levels frozen unless L * T is large (the paper: 1500).
+    ``"sigma"``: ``alpha_j = epsilon * sigma_j / sigma_L``, NCSN's rule for variances. The ratio
+    ``alpha_j / sigma_j = epsilon / sigma_L`` is the same at every level, so every level mixes
+    alike; stable for ``epsilon / sigma_L`` up to about 2 (0.5 is a safe choice).
+    """
+    if rule == "sigma_squared":
+        return epsilon * sigmas.square() / sigmas[-1].square()
+    if rule == "sigma":
+        return epsilon * sigmas / sigmas[-1]
+    raise ValueError(f"unknown Langevin step rule {rule!r}: expected one of {list(STEP_RULES)}")
 
 
 @torch.no_grad()
 def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: torch.Tensor,
                       epsilon: float, T: int, generator: Optional[torch.Generator] = None,
-                      progress: bool = False) -> torch.Tensor:
+                      progress: bool = False, step_rule: str = "sigma_squared",
+                      denoise_last: bool = False) -> torch.Tensor:
     """Annealed Langevin dynamics (the original ``sample_trace``).
 
     For each level j, T steps of ``x <- x + alpha_j / 2 * F(x, sigma_j) + sqrt(alpha_j) * z``
-    with z from the noise sampler; the very last step adds no noise.
+    with z from the noise sampler and alpha_j from `step_sizes`; the very last step adds no noise.
+    ``denoise_last`` then takes one more step, ``x <- x + sigma_L * F(x, sigma_L)``: Tweedie's
+    posterior mean E[u | x] at the last level, which removes the noise of variance sigma_L that
+    Langevin dynamics at that level leaves in every sample (Jolicoeur-Martineau et al. 2021).
 
     Parameters
     ----------
@@ -87,9 +107,9 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
     (batch, res, res, 2) samples; rows may hold NaN if the dynamics diverged.
     """
     # Python floats: no device synchronisation inside the loop.
-    alphas = step_sizes(sigmas, epsilon).tolist()
+    alphas = step_sizes(sigmas, epsilon, step_rule).tolist()
     batch_sigma = torch.empty(x.shape[0], device=x.device)
-    steps = tqdm(total=len(sigmas) * T, desc="Langevin", leave=False, disable=not progress)
+    steps = progress_bar(total=len(sigmas) * T, desc="Langevin", leave=False, shown=progress)
     for level, (sigma, alpha) in enumerate(zip(sigmas.tolist(), alphas)):
         batch_sigma.fill_(sigma)
         for t in range(T):
@@ -98,14 +118,16 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
                 x = x + math.sqrt(alpha) * noise_sampler.sample(x.shape[0], generator=generator)
             steps.update(1)
     steps.close()
+    if denoise_last:
+        x = x + sigmas[-1].item() * score(x, batch_sigma)
     return x
 
 
 @torch.no_grad()
 def generate(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, n: int, batch_size: int,
              epsilon: float, T: int, generator: Optional[torch.Generator] = None,
-             progress: bool = True) -> torch.Tensor:
-    """Draw ``n`` functions by annealed Langevin dynamics, in batches, on the CPU.
+             progress: bool = True, step_rule: str = "sigma_squared", denoise_last: bool = False) -> torch.Tensor:
+    """Draw ``n`` functions by annealed Langevin dynamics (`annealed_langevin`), in batches, on the CPU.
 
     Samples that came out with NaN are dropped and counted in a warning, so fewer than n
     may be returned.
@@ -116,11 +138,11 @@ def generate(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, n: int, batch_
     """
     kept, dropped = [], 0
     n_batches = math.ceil(n / batch_size)
-    for b in tqdm(range(n_batches), desc="Generate", disable=not progress or n_batches == 1):
+    for b in progress_bar(range(n_batches), desc="Generate", shown=progress and n_batches > 1):
         size = min(batch_size, n - b * batch_size)
         x = noise_sampler.sample(size, generator=generator)
         x = annealed_langevin(score, noise_sampler, sigmas, x, epsilon, T, generator=generator,
-                              progress=progress).cpu()
+                              progress=progress, step_rule=step_rule, denoise_last=denoise_last).cpu()
         finite = torch.isfinite(x).flatten(1).all(dim=1)
         dropped += int((~finite).sum())
         kept.append(x[finite])

@@ -50,7 +50,8 @@ def sample(model, args: Arguments, noise_sampler, sigmas, n: int, batch_size: in
     """n functions from the model by annealed Langevin dynamics, (n_valid, res, res, 2) on the CPU."""
     model.eval()
     return generate(model, noise_sampler, sigmas, n, batch_size, args.epsilon, args.T,
-                    generator=generator, progress=progress)
+                    generator=generator, progress=progress, step_rule=args.step_rule,
+                    denoise_last=args.denoise_last)
 
 
 def count_parameters(model) -> int:

@@ -38,6 +38,30 @@ def test_step_sizes_follow_the_original_rule():
     assert torch.allclose(step_sizes(sigmas, 1e-3), 1e-3 * torch.tensor([64.0, 4.0, 1.0]))
 
 
+def test_sigma_step_rule_is_proportional_to_the_variance():
+    sigmas = torch.tensor([4.0, 2.0, 0.5])
+    assert torch.allclose(step_sizes(sigmas, 1e-3, "sigma"), 1e-3 * torch.tensor([8.0, 4.0, 1.0]))
+    with pytest.raises(ValueError, match="'cubic'"):
+        step_sizes(sigmas, 1e-3, "cubic")
+
+
+def test_denoise_last_returns_the_posterior_mean_of_a_single_function():
+    """For data that is one function u0, F(x, sigma) = -(x - u0) / sigma, so E[u | x] = u0 exactly."""
+    u0 = torch.randn(1, 4, 4, 2)
+    sampler = build_noise_sampler(4, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
+
+    def score(x, sigma):
+        return -(x - u0) / sigma[:, None, None, None]
+
+    sigmas = torch.tensor([1.0, 0.1])
+    x = sampler.sample(3)
+    denoised = annealed_langevin(score, sampler, sigmas, x, epsilon=1e-3, T=2, denoise_last=True)
+    assert torch.allclose(denoised, u0.expand(3, -1, -1, -1), atol=1e-5)
+    # Without the denoising step, tiny steps leave the samples far from u0: the test can fail.
+    plain = annealed_langevin(score, sampler, sigmas, x, epsilon=1e-3, T=2)
+    assert (plain - u0).abs().max() > 0.5
+
+
 def test_loss_of_a_zero_score_is_the_mean_noise_energy():
     """With F = 0 the loss is mean(sigma_level * z^2), replayed from the same generator."""
     sampler = build_noise_sampler(8, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
@@ -126,7 +150,14 @@ def test_loss_is_smallest_at_the_exact_score():
     assert loss_of(1.0) < loss_of(1.1)
 
 
-def test_annealed_langevin_with_the_exact_score_reproduces_gaussian_data():
+@pytest.mark.parametrize("step_rule, epsilon, denoise_last", [
+    # alpha_j = epsilon sigma_j^2 / sigma_L^2: alpha_1 / sigma_1 = 2 (stable), alpha_L / sigma_L = 0.04.
+    ("sigma_squared", 4e-4, False),
+    # alpha_j / sigma_j = 0.5 at every level; the last step's posterior mean shrinks the covariance
+    # by about sigma_L = 0.01, well inside the tolerance.
+    ("sigma", 5e-3, True),
+])
+def test_annealed_langevin_with_the_exact_score_reproduces_gaussian_data(step_rule, epsilon, denoise_last):
     """Mean within 0.05 and every covariance entry within 0.07 of the data's (unit variances).
 
     With this schedule the exact expected covariance of the sampler's output, propagated through
@@ -139,9 +170,9 @@ def test_annealed_langevin_with_the_exact_score_reproduces_gaussian_data():
     mean[..., 0] = 0.5
     mean[..., 1] = -0.3
     sigmas = sigma_schedule(0.5, 0.01, 30)
-    # alpha_j = epsilon sigma_j^2 / sigma_L^2: alpha_1 / sigma_1 = 2 (stable), alpha_L / sigma_L = 0.04.
     x = noise.sample(6000)
-    samples = annealed_langevin(exact_score(sigma_data, c_noise, mean), noise, sigmas, x, epsilon=4e-4, T=60)
+    samples = annealed_langevin(exact_score(sigma_data, c_noise, mean), noise, sigmas, x, epsilon=epsilon, T=60,
+                                step_rule=step_rule, denoise_last=denoise_last)
     assert torch.isfinite(samples).all()
     assert (samples.mean(0) - mean[0]).abs().max() < 0.05
     assert (channel_covariance(samples) - sigma_data).abs().max() < 0.07
