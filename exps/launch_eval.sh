@@ -72,6 +72,9 @@ if [ -x "$root/.venv/bin/python" ]; then
     python="$root/.venv/bin/python"
 fi
 
+# Relative paths mean relative to where the user typed the command, not to the repository root.
+SAVEDIR="$(realpath -m "$SAVEDIR")"
+if [ -n "${DATA_DIR:-}" ]; then export DATA_DIR="$(realpath -m "$DATA_DIR")"; fi
 cd "$root"
 set -x
 exec "$python" eval.py --exp_name="$SAVEDIR/$name" --savedir="$SAVEDIR/$name/eval" \

@@ -340,7 +340,10 @@ def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, t
     exp_dir, data_dir = experiment
     savedir = tmp_path / "savedir"
     shutil.copytree(exp_dir, savedir / "tiny" / "1", ignore=shutil.ignore_patterns("eval"))
-    (repository_copy / "exps" / "env.sh").write_text(f'export SAVEDIR="{savedir}"\nexport DATA_DIR="{data_dir}"\n')
+    # SAVEDIR relative to exps/, where the user types the command (the launcher runs from the root).
+    relative_savedir = os.path.relpath(savedir, repository_copy / "exps")
+    (repository_copy / "exps" / "env.sh").write_text(
+        f'export SAVEDIR="{relative_savedir}"\nexport DATA_DIR="{data_dir}"\n')
     # The README's command, from exps/; the extra flags override the launcher's defaults.
     result = run(["bash", "launch_eval.py", "sbgm", "tiny/1", f"--checkpoint={CHECKPOINT}", "--mode=generate",
                   "--Ntest=4", "--val_batch_size=4"], cwd=repository_copy / "exps")
