@@ -72,9 +72,9 @@ if [ -x "$root/.venv/bin/python" ]; then
     python="$root/.venv/bin/python"
 fi
 
-# Relative paths mean relative to where the user typed the command, not to the repository root.
-SAVEDIR="$(realpath -m "$SAVEDIR")"
-if [ -n "${DATA_DIR:-}" ]; then export DATA_DIR="$(realpath -m "$DATA_DIR")"; fi
+# Relative paths (plain shell, no GNU realpath: macOS too) mean relative to where the user typed the command, not to the repository root.
+case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
+case "${DATA_DIR:-/}" in /*) ;; *) export DATA_DIR="$PWD/$DATA_DIR" ;; esac
 cd "$root"
 set -x
 exec "$python" eval.py --exp_name="$SAVEDIR/$name" --savedir="$SAVEDIR/$name/eval" \

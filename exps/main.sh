@@ -28,9 +28,9 @@ esac
 CFG="$(cd "$(dirname "$CFG")" && pwd)/$(basename "$CFG")"
 : "${SAVEDIR:?main.sh: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
 : "${DATA_DIR:?main.sh: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
-# Relative paths mean relative to where the user typed the command, not to where the code runs.
-SAVEDIR="$(realpath -m "$SAVEDIR")"
-DATA_DIR="$(realpath -m "$DATA_DIR")"
+# Relative paths (plain shell, no GNU realpath: macOS too) mean relative to where the user typed the command, not to where the code runs.
+case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
+case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 export DATA_DIR
 
 RUN_ID="${SLURM_JOB_ID:-$(date +%s)}"
