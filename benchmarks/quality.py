@@ -25,17 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
+from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
 from src.evaluation import draw_samples, evaluate_samples, load_score_model  # noqa: E402
 from src.experiment import build_model, default_device, load_data  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
-
-def key_value(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (a config key, e.g. denoise_last=false)")
-    return key, value
-
 
 COLUMNS = ("w_var", "w_skew", "w_total", "mean_image_l2", "mean_image_phase_l2")
 
@@ -48,7 +41,7 @@ def main() -> None:
     parser.add_argument("--val_batch_size", type=int, default=128)
     parser.add_argument("--factor", type=int, default=1, help="sample and score at this multiple of the resolution")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--also_sampler", nargs="+", default=[], type=key_value, metavar="KEY=VALUE",
+    parser.add_argument("--also_sampler", nargs="+", default=[], type=parse_key_value, metavar="KEY=VALUE",
                         help="one more row: the checkpoint sampled with these config keys changed")
     cli = parser.parse_args()
 

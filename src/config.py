@@ -9,6 +9,7 @@ as ``"epoch"``), a value of the wrong type or an impossible value stops with a
 `ConfigError` that names the key, before anything is written anywhere.
 """
 
+import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,17 @@ def config_from_dict(values: dict, source: str = "config") -> Arguments:
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
     return args
+
+
+def parse_key_value(item: str) -> tuple[str, str]:
+    """``"KEY=VALUE"`` from a command line (an argparse ``type=``), as (key, value).
+
+    Only the form is checked here; `config_from_dict` type-checks the value against the key.
+    """
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (a config key, e.g. denoise_last=false)")
+    return key, value
 
 
 def load_config(path: str | Path) -> Arguments:

@@ -59,8 +59,10 @@ def count_parameters(model) -> int:
 
 
 def describe(model, args: Arguments) -> str:
+    network_calls = args.L * args.T + (1 if args.denoise_last else 0)
     return (f"UNO score network, {count_parameters(model) / 1e6:.2f} M parameters, "
             f"resolution {args.data_resolution} px (+{args.npad} padding), "
             f"{'white' if args.white_noise else args.noise_kernel + ' GRF'} noise, "
-            f"{args.L} levels x {args.T} Langevin steps = {args.L * args.T} network calls per sample batch, "
+            f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
+            f"{network_calls} network calls per sample batch, "
             f"{math.ceil(args.Ntest / args.val_batch_size)} batch(es) per validation")

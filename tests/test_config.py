@@ -1,5 +1,6 @@
 """Configuration loading (src/config.py) and train.py's handling of configs and run directories."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import Arguments, ConfigError, config_from_dict, load_config
+from src.config import Arguments, ConfigError, config_from_dict, load_config, parse_key_value
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_FIELDS = """batch_size val_batch_size epochs val_size record_interval white_noise augment schedule
@@ -103,3 +104,11 @@ def test_saved_config_wins_unless_override(tmp_path):
     result = run_train(tmp_path, {"epoch": 10}, savedir, "--override_cfg")
     assert result.returncode != 0 and "epoch" in result.stderr
     assert (savedir / "config.json").read_text() == saved
+
+
+def test_key_value_items_split_at_the_first_equals_sign():
+    assert parse_key_value("sigma_1=20") == ("sigma_1", "20")
+    assert parse_key_value("noise_kernel=a=b") == ("noise_kernel", "a=b")
+    for bad in ("sigma_1", "=20", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not KEY=VALUE"):
+            parse_key_value(bad)
