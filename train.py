@@ -82,8 +82,10 @@ def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise
 
 def validate(model, ema, args, train, gt_stats, noise_sampler, sigmas, savedir: Path, epoch: int):
     """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
+    # A stream of its own, so that when (and whether) a run validates never changes its training.
+    generator = torch.Generator(device=sigmas.device).manual_seed(args.seed + epoch)
     with ema.applied_to(model) if ema is not None else torch.no_grad():
-        samples = sample(model, args, noise_sampler, sigmas, args.Ntest, args.val_batch_size)
+        samples = sample(model, args, noise_sampler, sigmas, args.Ntest, args.val_batch_size, generator=generator)
     if len(samples) == 0:
         print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
         return None, samples, None

@@ -6,10 +6,10 @@
 The first row is the config as shipped (--cfg, default exps/json/quickstart.json): the reference. Each --variant adds a
 row: the same config with these keys changed (type-checked as any config). Every row trains
 through train.py into its own run directory under --outdir (a fresh temporary folder if not
-given), records once, after the last epoch (Ntest samples of the EMA weights, train.py's
+given), for --epochs or its own epochs, records once, after the last epoch (Ntest samples of the EMA weights, train.py's
 validation), and reports that last line of its results.json. Without --variant the rows are
-the choices the quickstart made: its sigma_1 against the previous 2.0, and its GRF against
-white noise. Each row takes as long as the quickstart (about 10 minutes on 2 CPU cores).
+the choices the quickstart made: its noise (sigma_1 20, rbf_scale 0.1) against the previous
+one (sigma_1 2, rbf_scale 0.2), and its GRF against white noise. Each row takes as long as the quickstart (about 10 minutes on 2 CPU cores).
 Prints a markdown table.
 """
 
@@ -28,14 +28,21 @@ import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
-DEFAULT_VARIANTS = [["sigma_1=2.0", "sigma_1=2.0"], ["white_noise", "white_noise=true"]]
+DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
 COLUMNS = ("loss", "loss_valid", "w_var", "w_skew", "w_total")
+
+
+def steps_per_epoch(args) -> int:
+    """Optimiser steps per epoch of train.py (its loader drops the last incomplete batch)."""
+    n_train = args.ntrain - round(args.ntrain * args.val_size)
+    return max(1, n_train // args.batch_size)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg", default=str(QUICKSTART), help="the reference config")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per row (default: the config's)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs of every row (default: each row's own, so a variant may set epochs)")
     parser.add_argument("--outdir", default=None, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--variant", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
                         help="a row: its name, then the config keys it changes")
@@ -45,7 +52,6 @@ def main() -> None:
         reference = load_config(cli.cfg)
     except ConfigError as error:
         parser.error(str(error))
-    epochs = cli.epochs or reference.epochs
     rows = [(f"{Path(cli.cfg).name} (reference)", {})]
     for name, *changes in cli.variant or DEFAULT_VARIANTS:
         try:
@@ -58,6 +64,7 @@ def main() -> None:
             args = config_from_dict(asdict(reference) | changes, source=f"--variant {name}")
         except ConfigError as error:
             parser.error(str(error))
+        epochs = cli.epochs or args.epochs
         configs.append(replace(args, epochs=epochs, record_interval=epochs))
 
     outdir = Path(cli.outdir or tempfile.mkdtemp(prefix="quickstart_variants_"))
@@ -76,13 +83,14 @@ def main() -> None:
         last = json.loads((run_dir / "results.json").read_text().splitlines()[-1])
         results.append((name, changes, time.time() - started, last))
 
-    print(f"\n{epochs} epochs each, batch {reference.batch_size}, Ntest {reference.Ntest}; run directories in {outdir}\n")
-    print("| variant | changes | wall (s) | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|---|" + "---|" * len(COLUMNS))
-    for name, changes, wall, last in results:
+    print(f"\nNtest {reference.Ntest} samples per row; run directories in {outdir}\n")
+    print("| variant | changes | steps | wall (s) | " + " | ".join(COLUMNS) + " |")
+    print("|---|---|---|---|" + "---|" * len(COLUMNS))
+    for (name, changes, wall, last), args in zip(results, configs):
         cells = [f"{last[c]:.4f}" if last.get(c) is not None else "-" for c in COLUMNS]
         changed = " ".join(f"{k}={v}" for k, v in changes.items()) or "-"
-        print(f"| {name} | {changed} | {wall:.0f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {changed} | {args.epochs * steps_per_epoch(args)} | {wall:.0f} | "
+              + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -140,6 +140,20 @@ def test_training_resumes_from_model_pt(local_run, code_copy):
     assert any(not torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
 
 
+def test_validation_leaves_training_unchanged(code_copy, tmp_path):
+    """Validation samples from a stream of its own: record_interval 1 and 2 train the same weights."""
+    repo, data, _ = code_copy
+    weights = []
+    for record_interval in (1, 2):
+        cfg = tmp_path / f"record{record_interval}.json"
+        cfg.write_text(json.dumps({**TINY, "record_interval": record_interval}))
+        run_dir = tmp_path / f"run{record_interval}"
+        result = run([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir], cwd=repo, DATA_DIR=data)
+        assert result.returncode == 0, result.stderr[-3000:]
+        weights.append(torch.load(run_dir / "model.pt", weights_only=True)["weights"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, code_copy):
     run_dir, _ = local_run
     repo, data, _ = code_copy
