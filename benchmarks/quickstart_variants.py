@@ -1,16 +1,17 @@
-"""Variants of the quickstart config, each trained by train.py for the same epochs, side by side.
+"""Variants of the quickstart config, each trained by train.py and scored the same way, side by side.
 
-    DATA_DIR=... python benchmarks/quickstart_variants.py [--cfg exps/json/quickstart.json] [--epochs 8]
+    DATA_DIR=... python benchmarks/quickstart_variants.py [--cfg exps/json/quickstart.json] [--epochs N]
         [--outdir DIR] [--variant NAME KEY=VALUE [KEY=VALUE ...]] ...
 
-The first row is the config as shipped (--cfg, default exps/json/quickstart.json): the reference. Each --variant adds a
-row: the same config with these keys changed (type-checked as any config). Every row trains
-through train.py into its own run directory under --outdir (a fresh temporary folder if not
-given), for --epochs or its own epochs, records once, after the last epoch (Ntest samples of the EMA weights, train.py's
-validation), and reports that last line of its results.json. Without --variant the rows are
-the choices the quickstart made: its noise (sigma_1 20, rbf_scale 0.1) against the previous
-one (sigma_1 2, rbf_scale 0.2), and its GRF against white noise. Each row takes as long as the quickstart (about 10 minutes on 2 CPU cores).
-Prints a markdown table.
+The first row is the config as shipped (--cfg, default exps/json/quickstart.json): the
+reference. Each --variant adds a row: the same config with these keys changed (type-checked as
+any config; a variant may change epochs unless --epochs sets them for every row). Every row
+trains through train.py into its own run directory under --outdir (a fresh temporary folder if
+not given) and records once, after its last epoch: Ntest samples of the EMA weights, drawn
+with the same seed in every row (train.py's validation). The table shows that last line of
+its results.json. Without --variant the rows are the choices the quickstart made: its noise
+(sigma_1 20, rbf_scale 0.1) against the previous one (sigma_1 2, rbf_scale 0.2), and its GRF
+against white noise. A row takes about as long as the quickstart (10 minutes on 2 CPU cores).
 """
 
 import argparse
