@@ -14,6 +14,7 @@ model.pt. Runs on CUDA when present, else on the CPU.
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -80,6 +81,13 @@ def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise
                     suptitle=f"means of random subsets of {min(args.Ntest, len(train))} training functions")
 
 
+def learning_rate(args: Arguments, step: int, total_steps: int) -> float:
+    """The lr of training step ``step`` (from 0) of ``total_steps``: constant, or a cosine from lr to 0."""
+    if args.lr_schedule == "cosine":
+        return 0.5 * args.lr * (1.0 + math.cos(math.pi * step / total_steps))
+    return args.lr
+
+
 def validate(model, ema, args, train, gt_stats, noise_sampler, sigmas, savedir: Path, epoch: int):
     """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
     # A stream of its own, so that when (and whether) a run validates never changes its training.
@@ -144,7 +152,9 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
             started = time.time()
             model.train()
             losses = []
-            for u in tqdm(loader, desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
+            for step_in_epoch, u in enumerate(tqdm(loader, desc=f"Train {epoch + 1}/{args.epochs}", leave=False)):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(args, epoch * len(loader) + step_in_epoch, args.epochs * len(loader))
                 loss = score_matching_loss(model, u.to(device), sigmas, noise_sampler, weighting=args.loss_weighting)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -4,9 +4,15 @@
 #   2. synthetic Volcano data in $DATA_DIR (default data/synthetic_volcano) if it holds no *.int file,
 #   3. training of exps/json/quickstart.json through exps/main.sh (about 10 minutes on 2 CPU cores),
 #   4. where the results and pictures are.
+# An argument names another config of exps/json instead: `bash scripts/quickstart.sh debug` (seconds).
 set -euo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_DIR"
+CONFIG="${1:-quickstart}"
+if [ ! -f "exps/json/$CONFIG.json" ]; then
+  echo "error: no config exps/json/$CONFIG.json; the configs are: $(cd exps/json && ls *.json | sed 's/\.json$//' | tr '\n' ' ')" >&2
+  exit 2
+fi
 source scripts/setup_venv.sh
 
 export DATA_DIR="${DATA_DIR:-$REPO_DIR/data/synthetic_volcano}"
@@ -16,9 +22,9 @@ if [ -z "$(find "$DATA_DIR" -name '*.int' -print -quit 2>/dev/null)" ]; then
 fi
 
 RUN_ID="${SLURM_JOB_ID:-$(date +%Y%m%d-%H%M%S)}"
-(cd exps && RUN_LOCAL=1 SLURM_JOB_ID="$RUN_ID" bash main.sh sbgm quickstart json/quickstart.json)
+(cd exps && RUN_LOCAL=1 SLURM_JOB_ID="$RUN_ID" bash main.sh sbgm "$CONFIG" "json/$CONFIG.json")
 
-OUT="$SAVEDIR/quickstart/$RUN_ID"
+OUT="$SAVEDIR/$CONFIG/$RUN_ID"
 cat <<MSG
 
 Done. Results in $OUT:
@@ -26,5 +32,5 @@ Done. Results in $OUT:
   samples/<epoch>.png           generated phase maps at each record
   samples/best_w_total.png      samples of the best checkpoint, model.w_total.pt
   noise/ u_noised.png           the noise and the perturbed data
-Evaluate it from exps/:  SAVEDIR=$SAVEDIR bash launch_eval.py sbgm quickstart/$RUN_ID --mode=generate
+Evaluate it from exps/:  SAVEDIR=$SAVEDIR bash launch_eval.py sbgm $CONFIG/$RUN_ID --mode=generate
 MSG

@@ -22,6 +22,7 @@ from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES, STEP_RULES
 from src.noise import KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,7 @@ class Arguments:
     groups: int = 0                         # GroupNorm groups after each block; 0 = no normalisation
 
     lr: float = 1e-3                        # Adam learning rate
+    lr_schedule: str = "constant"           # 'constant' (the original) or 'cosine': lr decays to 0 over the epochs
     Ntest: int = 1024                       # samples generated for validation metrics
     num_workers: int = 2                    # data loader worker processes
     ema_rate: Optional[float] = None        # EMA: shadow = (1 - ema_rate) * weights + ema_rate * shadow; null = off
@@ -105,6 +107,8 @@ def _check_values(args: Arguments) -> None:
     require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
     require(args.step_rule in STEP_RULES, "step_rule", f"must be one of {list(STEP_RULES)}")
     require(args.loss_weighting in LOSS_WEIGHTINGS, "loss_weighting", f"must be one of {list(LOSS_WEIGHTINGS)}")
+    require(args.lr > 0, "lr", "must be positive")
+    require(args.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {list(LR_SCHEDULES)}")
     require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
     require(args.sigma_1 >= args.sigma_L, "sigma_1",
             f"must be >= sigma_L = {args.sigma_L}: sigmas decrease from sigma_1 to sigma_L "

@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
+from src.config import Arguments, config_from_dict
 from src.synthetic import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,12 @@ def code_copy(tmp_path_factory):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "exps", repo / "exps", ignore=shutil.ignore_patterns("env.sh"))
+    shutil.copytree(ROOT / "scripts", repo / "scripts")
+    # A .venv that scripts/setup_venv.sh takes as up to date: this interpreter, stamped.
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (repo / ".venv" / "bin" / "python").chmod(0o755)
+    shutil.copy(ROOT / "requirements.txt", repo / ".venv" / ".requirements.txt")
     (repo / "exps" / "json" / "tiny.json").write_text(json.dumps(TINY))
     data = base / "data"
     write_dataset(data, TINY["ntrain"], seed=0)
@@ -154,6 +161,33 @@ def test_validation_leaves_training_unchanged(code_copy, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_cosine_schedule_decays_the_lr_to_zero_over_the_run():
+    from train import learning_rate
+    args = config_from_dict({"lr": 1e-3, "lr_schedule": "cosine"})
+    assert [learning_rate(args, step, 100) for step in (0, 50, 100)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
+    constant = config_from_dict({"lr": 1e-3})
+    assert {learning_rate(constant, step, 100) for step in (0, 50, 99)} == {1e-3}
+
+
+def test_cosine_schedule_resumes_where_it_stopped(code_copy, tmp_path):
+    """The lr is a function of the step: a run resumed after epoch 1 goes on with the uninterrupted run's lrs."""
+    repo, data, _ = code_copy
+    cosine = {**TINY, "lr_schedule": "cosine", "epochs": 3, "record_interval": 3}
+    lrs = []
+    for name, stops in (("straight", [3]), ("resumed", [1, 3])):
+        run_dir = tmp_path / name
+        for epochs in stops:
+            cfg = tmp_path / f"{name}{epochs}.json"
+            cfg.write_text(json.dumps({**cosine, "epochs": epochs}))
+            result = run([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir, "--override_cfg"],
+                         cwd=repo, DATA_DIR=data)
+            assert result.returncode == 0, result.stderr[-3000:]
+        lrs.append([json.loads(line)["lr"] for line in (run_dir / "results.json").read_text().splitlines()])
+    assert len(lrs[0]) == 3 and lrs[0][2] < lrs[0][1] < lrs[0][0] < Arguments().lr
+    # Epoch 1 of the resumed run was trained as a 1-epoch run; from epoch 2 on both follow the 3-epoch cosine.
+    assert lrs[1][1:] == pytest.approx(lrs[0][1:])
+
+
 def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, code_copy):
     run_dir, _ = local_run
     repo, data, _ = code_copy
@@ -165,6 +199,25 @@ def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, co
     assert result.returncode != 0
     assert "model.pt" in result.stderr and "does not fit" in result.stderr
     assert snapshot(run_dir) == before
+
+
+def test_quickstart_sh_trains_the_config_it_is_given(code_copy, tmp_path):
+    """`bash scripts/quickstart.sh tiny` trains exps/json/tiny.json and says where the results are."""
+    repo, data, _ = code_copy
+    result = run(["bash", "scripts/quickstart.sh", "tiny"], cwd=repo, DATA_DIR=data, SAVEDIR=tmp_path,
+                 SLURM_JOB_ID=9)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_dir = tmp_path / "tiny" / "9"
+    assert len((run_dir / "results.json").read_text().splitlines()) == TINY["epochs"]
+    assert f"Results in {run_dir}" in result.stdout and "launch_eval.py sbgm tiny/9" in result.stdout
+
+
+def test_quickstart_sh_names_an_unknown_config(code_copy, tmp_path):
+    repo, data, _ = code_copy
+    result = run(["bash", "scripts/quickstart.sh", "quickstrat"], cwd=repo, DATA_DIR=data, SAVEDIR=tmp_path)
+    assert result.returncode == 2
+    assert "exps/json/quickstrat.json" in result.stderr and "debug" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
