@@ -81,6 +81,18 @@ def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise
                     suptitle=f"means of random subsets of {min(args.Ntest, len(train))} training functions")
 
 
+def training_loader(train: torch.Tensor, args: Arguments) -> DataLoader:
+    """Shuffled batches of the training functions; an incomplete last batch is dropped unless it is the only one."""
+    return DataLoader(VolcanoDataset(train, augment=args.augment), batch_size=args.batch_size, shuffle=True,
+                      drop_last=len(train) >= args.batch_size, num_workers=args.num_workers,
+                      persistent_workers=args.num_workers > 0)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """len(training_loader(...)) for n_train functions, without the data."""
+    return n_train // batch_size if n_train >= batch_size else 1
+
+
 def learning_rate(args: Arguments, step: int, total_steps: int) -> float:
     """The lr of training step ``step`` (from 0) of ``total_steps``: constant, or a cosine from lr to 0."""
     if args.lr_schedule == "cosine":
@@ -143,9 +155,7 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
     write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
     plot_run_overview(savedir, args, train, noise_sampler, sigmas)
 
-    loader = DataLoader(VolcanoDataset(train, augment=args.augment), batch_size=args.batch_size, shuffle=True,
-                        drop_last=len(train) >= args.batch_size, num_workers=args.num_workers,
-                        persistent_workers=args.num_workers > 0)
+    loader = training_loader(train, args)
     valid_generator = torch.Generator(device=device)
     with open(savedir / "results.json", "a") as results:
         for epoch in range(start_epoch, args.epochs):

@@ -27,16 +27,17 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
+from src.data import validation_count  # noqa: E402
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
 COLUMNS = ("loss", "loss_valid", "w_var", "w_skew", "w_total")
 
 
-def steps_per_epoch(args) -> int:
-    """Optimiser steps per epoch of train.py (its loader drops the last incomplete batch)."""
-    n_train = args.ntrain - round(args.ntrain * args.val_size)
-    return max(1, n_train // args.batch_size)
+def training_steps(args) -> int:
+    """Optimiser steps of a train.py run of this config."""
+    n_train = args.ntrain - validation_count(args.ntrain, args.val_size)
+    return args.epochs * train.steps_per_epoch(n_train, args.batch_size)
 
 
 def main() -> None:
@@ -90,7 +91,7 @@ def main() -> None:
     for (name, changes, wall, last), args in zip(results, configs):
         cells = [f"{last[c]:.4f}" if last.get(c) is not None else "-" for c in COLUMNS]
         changed = " ".join(f"{k}={v}" for k, v in changes.items()) or "-"
-        print(f"| {name} | {changed} | {args.epochs * steps_per_epoch(args)} | {wall:.0f} | "
+        print(f"| {name} | {changed} | {training_steps(args)} | {wall:.0f} | "
               + " | ".join(cells) + " |")
 
 

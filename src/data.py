@@ -134,6 +134,11 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
     return unit_vectors[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
 
 
+def validation_count(n_frames: int, val_size: float) -> int:
+    """How many of ``n_frames`` frames `split_train_valid` holds out for validation."""
+    return round(val_size * n_frames)
+
+
 def split_train_valid(x: torch.Tensor, val_size: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Randomly split frames into a training and a validation set.
 
@@ -155,7 +160,7 @@ def split_train_valid(x: torch.Tensor, val_size: float, seed: int = 0) -> tuple[
     if not 0.0 <= val_size <= 1.0:
         raise ValueError(f"val_size must be in [0, 1], got {val_size}")
     n_frames = x.shape[0]
-    n_valid = round(val_size * n_frames)
+    n_valid = validation_count(n_frames, val_size)
     # A private generator: the split neither depends on nor disturbs the global RNG.
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(n_frames, generator=generator)

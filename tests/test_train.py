@@ -161,6 +161,14 @@ def test_validation_leaves_training_unchanged(code_copy, tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+@pytest.mark.parametrize("n_train, batch_size", [(32, 8), (35, 8), (5, 8), (8, 8)])
+def test_steps_per_epoch_counts_the_training_loader(n_train, batch_size):
+    """steps_per_epoch (the variants benchmark's count) is the length of train.py's loader."""
+    from train import steps_per_epoch, training_loader
+    args = config_from_dict({"batch_size": batch_size, "num_workers": 0})
+    assert steps_per_epoch(n_train, batch_size) == len(training_loader(torch.zeros(n_train, 4, 4, 2), args))
+
+
 def test_cosine_schedule_decays_the_lr_to_zero_over_the_run():
     from train import learning_rate
     args = config_from_dict({"lr": 1e-3, "lr_schedule": "cosine"})
