@@ -30,7 +30,7 @@ from src.evaluation import draw_samples, evaluate_samples, load_score_model  # n
 from src.experiment import build_model, default_device, load_data  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
-COLUMNS = ("w_var", "w_skew", "w_total", "mean_image_l2", "mean_image_phase_l2")
+COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from src.data import validation_count  # noqa: E402
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
-COLUMNS = ("loss", "loss_valid", "w_var", "w_skew", "w_total")
+COLUMNS = ("loss", "loss_valid", "w_var", "w_skew", "w_total", "w_rough")
 
 
 def training_steps(args) -> int:

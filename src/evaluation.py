@@ -186,7 +186,7 @@ def evaluate_samples(generated: torch.Tensor, real_stats: dict,
                      real: Optional[torch.Tensor] = None) -> tuple[dict, dict]:
     """Metrics of generated functions against the ground truth, and their statistics.
 
-    w_var, w_skew and w_total always; mean_image_l2 and mean_image_phase_l2 too when the real
+    w_var, w_skew and w_total always; mean_image_l2, mean_image_phase_l2 and w_rough too when the real
     functions (N, res, res, 2) are given.
     """
     if real is not None:

@@ -39,6 +39,7 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
         assert config["white_noise"] is white and config["epochs"] == 1 and config["record_interval"] == 1
         last = json.loads((outdir / str(index) / "results.json").read_text().splitlines()[-1])
         assert f"{last['w_total']:.4f}" in rows[index]
+        assert rows[index].split(" | ")[-1] == f"{last['w_rough']:.4f} |"
         assert rows[index].split(" | ")[2] == "4"  # 1 epoch of 32 training functions in batches of 8
 
     again = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir))

@@ -92,8 +92,8 @@ def test_every_output_file_exists_and_is_valid(local_run):
     lines = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [1, 2]
     for line in lines:
-        assert {"loss", "loss_valid", "epoch", "lr", "time", *METRICS} <= set(line)
-        assert all(np.isfinite(line[key]) for key in ("loss", "loss_valid", *METRICS))
+        assert {"loss", "loss_valid", "epoch", "lr", "time", "w_rough", *METRICS} <= set(line)
+        assert all(np.isfinite(line[key]) for key in ("loss", "loss_valid", "w_rough", *METRICS))
 
     with open(run_dir / "gt_stats.pkl", "rb") as f:
         gt = pickle.load(f)
