@@ -62,7 +62,7 @@ def printed_metrics(stdout: str, header: str = "") -> dict:
     """The ``name = value`` lines printed after the first line containing ``header``."""
     text = stdout[stdout.index(header):] if header else stdout
     metrics = {}
-    for name, value in re.findall(r"^\s+(w_var|w_skew|w_total|mean_image_l2|mean_image_phase_l2) = (\S+)$",
+    for name, value in re.findall(r"^\s+(w_var|w_skew|w_total|w_rough|mean_image_l2|mean_image_phase_l2) = (\S+)$",
                                   text, flags=re.MULTILINE):
         metrics.setdefault(name, float(value))
     return metrics
@@ -172,6 +172,7 @@ def test_generate_writes_samples_stats_and_prints_scipy_distances(evaluated):
     assert metrics["w_total"] == pytest.approx(printed["w_total"], rel=1e-6)
     assert metrics["mean_image_l2"] == pytest.approx(printed["mean_image_l2"], rel=1e-6)
     assert metrics["n_samples"] == N_SAMPLES and metrics["resolution"] == RES
+    assert metrics["w_rough"] == pytest.approx(printed["w_rough"], rel=1e-6) and metrics["w_rough"] >= 0
 
 
 def test_superres_samples_on_a_twice_finer_grid(evaluated):
