@@ -46,6 +46,7 @@ class Arguments:
     resolution: int = 128                   # resize the 128 px interferograms to this many pixels...
     npad: int = 8                           # ...then crop to resolution - npad; the network pads back by npad
     scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
+    multilook: bool = False                 # downsample by averaging each pixel's footprint (InSAR multilooking); false = the original's bilinear sampling
 
     # --- annealed Langevin dynamics; sigmas are *variances*
     epsilon: float = 2e-5                   # Langevin step size at the last level (alpha_L); see step_rule

@@ -75,12 +75,19 @@ def find_interferogram_files(root: str | Path) -> list[Path]:
     return paths
 
 
-def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, npad: int = 8) -> torch.Tensor:
+def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, npad: int = 8,
+                 multilook: bool = False) -> torch.Tensor:
     """Load the phase of the first ``ntrain`` interferograms under ``root``.
 
     Each phase becomes (cos, sin), is resized bilinearly from 128 x 128 to
     ``resolution`` x ``resolution``, and the top-left ``resolution - npad``
     square is kept (as in the original code).
+
+    With ``multilook``, downsampling averages (cos, sin) over each output pixel's
+    footprint (antialiased bilinear) and keeps the phase of that average, as InSAR
+    multilooking does. Plain bilinear downsampling (the original) reads only the 2 x 2
+    input pixels nearest each output pixel, so the full-resolution decorrelation noise
+    survives into the coarse frames.
 
     Parameters
     ----------
@@ -92,6 +99,9 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
         Side of the resized frames, > ``npad``.
     npad : int
         Rows and columns cropped from the bottom and the right, >= 0.
+    multilook : bool
+        Average over each output pixel's footprint when resizing, then return to unit
+        (cos, sin); no effect at the native 128 px.
 
     Returns
     -------
@@ -128,8 +138,12 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
     if resolution != FRAME_SIZE:
         # Skipped at the native size, where bilinear resizing is the identity.
         unit_vectors = F.interpolate(
-            unit_vectors, size=(resolution, resolution), mode="bilinear", align_corners=False
+            unit_vectors, size=(resolution, resolution), mode="bilinear", align_corners=False,
+            antialias=multilook,
         )
+        if multilook:
+            phase = torch.atan2(unit_vectors[:, 1], unit_vectors[:, 0])
+            unit_vectors = torch.stack([torch.cos(phase), torch.sin(phase)], dim=1)
     cropped = resolution - npad
     return unit_vectors[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
 

@@ -25,7 +25,8 @@ def load_data(args: Arguments, data_dir: str, factor: int = 1) -> tuple[torch.Te
     ``factor`` > 1 gives the ground truth for super-resolution: the interferograms resized
     to factor x resolution and cropped by factor x npad, the same region at a finer grid.
     """
-    x = load_volcano(data_dir, ntrain=args.ntrain, resolution=factor * args.resize_to, npad=factor * args.npad)
+    x = load_volcano(data_dir, ntrain=args.ntrain, resolution=factor * args.resize_to, npad=factor * args.npad,
+                     multilook=args.multilook)
     return split_train_valid(x, args.val_size, seed=args.seed)
 
 

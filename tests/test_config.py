@@ -59,6 +59,7 @@ def test_paper_configs_hold_the_paper_values():
     ({"val_size": 1.0}, "val_size"),
     ({"lr": 0.0}, "lr"),
     ({"lr_schedule": "linear"}, "lr_schedule"),
+    ({"multilook": "sometimes"}, "multilook"),
 ])
 def test_bad_configs_name_the_key(values, culprit):
     with pytest.raises(ConfigError, match=culprit):

@@ -93,6 +93,57 @@ def test_load_resized_equals_bilinear_interpolation_then_top_left_crop(synthetic
     torch.testing.assert_close(x, resized[:, :, :60, :60].permute(0, 2, 3, 1))
 
 
+def noisy_ramp_phase(seed: int, noise_std_rad: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A phase ramp of one cycle per 64 px across a 128 px frame, and that ramp plus
+    independent Gaussian phase noise (decorrelation), both (128, 128)."""
+    columns = np.arange(128)[None, :].repeat(128, axis=0)
+    ramp = 2 * np.pi * columns / 64.0
+    noise = np.random.default_rng(seed).normal(0.0, noise_std_rad, size=(128, 128))
+    return ramp, ramp + noise
+
+
+def phase_error_to_ramp(x: torch.Tensor, ramp: np.ndarray, size: int) -> float:
+    """Mean 1 - cos(phase of x - the noise-free ramp resized the same way), over pixels."""
+    ramp_vectors = torch.from_numpy(np.stack([np.cos(ramp), np.sin(ramp)])[None].astype(np.float32))
+    cos, sin = F.interpolate(ramp_vectors, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=True)[0]
+    ramp_phase = torch.atan2(sin, cos)
+    return float((1 - torch.cos(torch.atan2(x[0, ..., 1], x[0, ..., 0]) - ramp_phase)).mean())
+
+
+def test_multilook_averages_decorrelation_noise_away_and_keeps_unit_vectors(tmp_path):
+    ramp, noisy = noisy_ramp_phase(seed=0)
+    write_raw(tmp_path / "noisy.int", np.stack([np.cos(noisy), np.sin(noisy)], axis=-1))
+    plain = load_volcano(tmp_path, ntrain=1, resolution=32, npad=0)
+    multilooked = load_volcano(tmp_path, ntrain=1, resolution=32, npad=0, multilook=True)
+    assert multilooked.shape == plain.shape == (1, 32, 32, 2)
+    torch.testing.assert_close(multilooked.square().sum(-1), torch.ones(1, 32, 32))
+    # Phase noise of 1 rad: plain bilinear sampling averages 2 x 2 pixels, multilooking
+    # the whole 4 x 4 footprint and its neighbours, so its phase lies much closer to the ramp.
+    plain_error = phase_error_to_ramp(plain, ramp, 32)
+    multilook_error = phase_error_to_ramp(multilooked, ramp, 32)
+    assert plain_error > 0.1
+    assert multilook_error < plain_error / 3
+
+
+def test_multilook_changes_nothing_at_the_native_resolution(synthetic_root):
+    plain = load_volcano(synthetic_root, ntrain=2, resolution=128, npad=8)
+    multilooked = load_volcano(synthetic_root, ntrain=2, resolution=128, npad=8, multilook=True)
+    assert torch.equal(plain, multilooked)
+
+
+def test_load_data_passes_the_multilook_option(synthetic_root):
+    from src.config import Arguments
+    from src.experiment import load_data
+
+    plain = Arguments(ntrain=N_FILES, resolution=32, npad=4, val_size=0.5)
+    multilooked = Arguments(ntrain=N_FILES, resolution=32, npad=4, val_size=0.5, multilook=True)
+    expected = load_volcano(synthetic_root, ntrain=N_FILES, resolution=32, npad=4, multilook=True)
+    assert not torch.equal(load_data(plain, synthetic_root)[0], load_data(multilooked, synthetic_root)[0])
+    train, valid = load_data(multilooked, synthetic_root)
+    assert torch.equal(torch.cat([train, valid]).sort(dim=0).values, expected.sort(dim=0).values)
+
+
 def test_load_takes_the_first_files_in_path_order_recursively(tmp_path, expected_phase):
     frames = generate_interferograms(3, seed=0)
     # Written out of order, in nested folders: b/x.int sorts before c.int.
