@@ -36,12 +36,11 @@ def main() -> None:
     print("| resolution | frame px | resize | roughness mean | median | 90th percentile |")
     print("|---|---|---|---|---|---|")
     for resolution in cli.resolution:
-        npad = cli.npad
         for name, multilook in RESIZES:
-            frames = load_volcano(os.environ["DATA_DIR"], ntrain=cli.n, resolution=resolution, npad=npad,
+            frames = load_volcano(os.environ["DATA_DIR"], ntrain=cli.n, resolution=resolution, npad=cli.npad,
                                   multilook=multilook)
             roughness = phase_roughness(frames)
-            print(f"| {resolution} | {resolution - npad} | {name} | {roughness.mean():.3f} "
+            print(f"| {resolution} | {resolution - cli.npad} | {name} | {roughness.mean():.3f} "
                   f"| {roughness.median():.3f} | {torch.quantile(roughness, 0.9):.3f} |")
 
 

@@ -50,15 +50,15 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
     outdir = tiny / "runs"
     result = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir), "--variant", "white", "white_noise=true")
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [row.split(" | ")[0] for row in rows] == ["| tiny.json (reference)", "| white"]
+    rows = table_rows(result.stdout)
+    assert [row[0] for row in rows] == ["tiny.json (reference)", "white"]
     for index, white in enumerate((False, True)):
         config = json.loads((outdir / str(index) / "config.json").read_text())
         assert config["white_noise"] is white and config["epochs"] == 1 and config["record_interval"] == 1
         last = json.loads((outdir / str(index) / "results.json").read_text().splitlines()[-1])
         assert f"{last['w_total']:.4f}" in rows[index]
-        assert rows[index].split(" | ")[-1] == f"{last['w_rough']:.4f} |"
-        assert rows[index].split(" | ")[2] == "4"  # 1 epoch of 32 training functions in batches of 8
+        assert rows[index][-1] == f"{last['w_rough']:.4f}"
+        assert rows[index][2] == "4"  # 1 epoch of 32 training functions in batches of 8
 
     again = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir))
     assert again.returncode == 2 and "already exist" in again.stderr
