@@ -23,7 +23,8 @@ superres  the same weights on a grid --factor times as fine: gt_stats_<f>x.pkl (
 plot      for every samples[_<f>x].<ckpt>.pkl in savedir: sample grids (presets 4x4, 4x5,
           4x3, four pages each), the mean images and the statistics histograms, PNG and PDF.
 
-The experiment directory is only read; everything is written into --savedir, atomically.
+The experiment directory is only read; everything is written into --savedir, each file
+atomically (a temporary file, then a rename), so a failed run leaves earlier results whole.
 Runs on CUDA when present, else on the CPU.
 """
 
@@ -36,15 +37,15 @@ import numpy as np
 import torch
 
 from src.config import ConfigError, load_config
-from src.evaluation import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, GT_STATS, EvaluationError,
-                            check_experiment, draw_samples, evaluate_samples, figure_paths, figure_stem,
-                            find_sample_factors, format_metrics, gt_stats_name, load_score_model,
-                            metrics_name, plot_mean_figure, plot_sample_pages, plot_stats_figure,
-                            read_pickle, read_stats, samples_name, samples_record, stats_name)
 from src.data import FRAME_SIZE
-from src.experiment import default_device, load_data
+from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
+                            find_sample_factors, format_metrics, gt_stats_name, load_score_model, metrics_name,
+                            read_pickle, read_stats, samples_name, samples_record, stats_name)
+from src.experiment import build_noise, default_device, load_data, sample
 from src.files import write_outputs
-from src.metrics import circular_stats
+from src.metrics import circular_stats, mean_image_metrics, wasserstein_metrics
+from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
+                          plot_sample_pages, plot_stats_histograms)
 
 MODES = ("generate", "plot", "superres")
 
@@ -93,7 +94,10 @@ def sample_checkpoint(cli, args, exp_dir: Path, factor: int, device):
     print(f"Sampling {cli.Ntest} functions of {res} x {res} px ({factor} x the training resolution) "
           f"with {cli.checkpoint} (epoch {epoch}, {'EMA' if state.get('ema') is not None else 'raw'} weights), "
           f"seed {cli.seed}, device {device}")
-    samples = draw_samples(model, args, cli.Ntest, cli.val_batch_size, device, factor=factor, seed=cli.seed)
+    samples = sample(model, args, build_noise(args, res, device), cli.Ntest, cli.val_batch_size, seed=cli.seed)
+    if len(samples) == 0:
+        raise EvaluationError(f"all {cli.Ntest} samples diverged (NaN or inf); nothing was written. "
+                              "The config's Langevin step size epsilon may be too large")
     if len(samples) < cli.Ntest:
         print(f"warning: {cli.Ntest - len(samples)} of {cli.Ntest} samples diverged and were dropped")
     return samples, epoch
@@ -177,16 +181,18 @@ def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
 
         stem = figure_stem("mean_sample", checkpoint, factor)
         if record.get("data_mean") is not None:
-            metrics = plot_mean_figure(torch.from_numpy(np.asarray(record["data_mean"])), samples,
-                                       figure_paths(savedir, stem))
-            print(format_metrics(metrics))
+            data_mean = torch.from_numpy(np.asarray(record["data_mean"]))[None]
+            # No suptitle: it would sit over the panel titles; the metrics are printed instead.
+            plot_mean_images(data_mean, samples, figure_paths(savedir, stem))
+            print(format_metrics(mean_image_metrics(data_mean, samples)))
             written.append(f"{stem}.{extensions}")
         else:
             print(f"note: {samples_name(checkpoint, factor)} holds no data mean (DATA_DIR was not set when it "
                   f"was generated), so {stem}.png is not drawn")
 
         stem = figure_stem("stats", checkpoint, factor)
-        metrics = plot_stats_figure(real_stats, stats, figure_paths(savedir, stem))
+        metrics = wasserstein_metrics(real_stats, stats)
+        plot_stats_histograms(real_stats, stats, metrics, figure_paths(savedir, stem))
         print(f"{stats_name(checkpoint, factor)} against {gt_path}:")
         print(format_metrics(metrics))
         written.append(f"{stem}.{extensions}")
@@ -199,7 +205,6 @@ def main(argv=None) -> int:
     try:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
         args = load_config(exp_dir / "config.json")
-        torch.manual_seed(cli.seed)
         if cli.mode == "plot":
             written = run_plot(cli, exp_dir, savedir)
         else:

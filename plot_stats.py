@@ -1,4 +1,4 @@
-"""Histograms of circular variance and skewness, ground truth against a model (assets/final_stats.png).
+"""Histograms of circular variance and skewness, ground truth against a model (final_stats.png).
 
     python plot_stats.py --exp_name $SAVEDIR/<name>/<id> --stats_filename eval/stats.model.w_total.pt.pkl \\
         --out_filename final_stats.png
@@ -14,7 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.evaluation import GT_STATS, EvaluationError, format_metrics, plot_stats_figure, read_stats
+from src.evaluation import GT_STATS, EvaluationError, format_metrics, read_stats
+from src.metrics import wasserstein_metrics
+from src.plotting import plot_stats_histograms
 
 
 def parse_args(argv=None):
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
             raise EvaluationError(f"--out_filename {out} needs an extension (.png, .pdf, ...) for its format")
         # Path / absolute path = the absolute path.
         real, generated = read_stats(exp_dir / cli.gt_stats_filename), read_stats(exp_dir / cli.stats_filename)
-        metrics = plot_stats_figure(real, generated, [out], figsize=cli.figsize)
+        metrics = wasserstein_metrics(real, generated)
+        plot_stats_histograms(real, generated, metrics, [out], figsize=cli.figsize)
     except (EvaluationError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

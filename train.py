@@ -29,12 +29,10 @@ from src.checkpoint import EMA, load_checkpoint, save_checkpoint
 from src.config import Arguments, ConfigError, load_config
 from src.data import VolcanoDataset
 from src.diffusion import score_matching_loss
-from src.experiment import (build_model, build_noise, build_sigmas, default_device, describe, load_data,
-                            sample)
+from src.experiment import build_model, build_noise, build_sigmas, default_device, describe, load_data, sample
 from src.files import write_outputs
 from src.metrics import circular_stats, validation_metrics
-from src.plotting import plot_matrix, plot_mean_images, plot_noise, plot_phase_grid
-from src.score_network import expand_like
+from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
 
 METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
 SAMPLES_SHOWN = 16
@@ -58,29 +56,6 @@ def resolve_config(cfg: str, savedir: Path, override: bool) -> Arguments:
     return load_config(cfg)
 
 
-def plot_run_overview(savedir: Path, args: Arguments, train: torch.Tensor, noise_sampler, sigmas) -> None:
-    """Figures that show the data and the noise before any training."""
-    plot_noise(noise_sampler.sample(5).cpu(), [savedir / "noise" / f"noise_samples.{ext}" for ext in ("png", "pdf")])
-    plot_noise(noise_sampler.sample(5).cpu(), [savedir / "noise" / f"init_samples.{ext}" for ext in ("png", "pdf")],
-               title="Langevin initial states (channel 0)")
-    covariance = noise_sampler.covariance_block(min(200, noise_sampler.res ** 2))
-    if covariance is not None:
-        plot_matrix(covariance, [savedir / "noise" / f"noise_sampler_C.{ext}" for ext in ("png", "pdf")],
-                    title="noise_sampler.C[0:200, 0:200]")
-    # u + sqrt(sigma) z from the largest to the smallest noise level.
-    levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
-    u = train[:1].to(sigmas.device)
-    noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels))
-    plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
-                    titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
-    plot_phase_grid(noise_sampler.sample(SAMPLES_SHOWN), savedir / "u_prior.png", ncols=4,
-                    suptitle="Langevin initial states (phase)")
-    # Mean images of random subsets of Ntest training functions: how much a mean varies by chance.
-    subsets = [train[torch.randperm(len(train))[:args.Ntest]].mean(0) for _ in range(8)]
-    plot_phase_grid(torch.stack(subsets), savedir / "mean_subsamples.png", ncols=4,
-                    suptitle=f"means of random subsets of {min(args.Ntest, len(train))} training functions")
-
-
 def training_loader(train: torch.Tensor, args: Arguments) -> DataLoader:
     """Shuffled batches of the training functions; an incomplete last batch is dropped unless it is the only one."""
     return DataLoader(VolcanoDataset(train, augment=args.augment), batch_size=args.batch_size, shuffle=True,
@@ -100,21 +75,35 @@ def learning_rate(args: Arguments, step: int, total_steps: int) -> float:
     return args.lr
 
 
-def validate(model, ema, args, train, gt_stats, noise_sampler, sigmas, savedir: Path, epoch: int):
+def validate(model, ema, args, train, gt_stats, noise_sampler, savedir: Path, epoch: int):
     """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
-    # A stream of its own, so that when (and whether) a run validates never changes its training.
-    generator = torch.Generator(device=sigmas.device).manual_seed(args.seed + epoch)
+    # A random stream of its own, so that when (and whether) a run validates never changes its training.
     with ema.applied_to(model) if ema is not None else torch.no_grad():
-        samples = sample(model, args, noise_sampler, sigmas, args.Ntest, args.val_batch_size, generator=generator)
+        samples = sample(model, args, noise_sampler, args.Ntest, args.val_batch_size, seed=args.seed + epoch)
     if len(samples) == 0:
         print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
         return None, samples, None
     metrics, stats = validation_metrics(train, gt_stats, samples)
-    plot_phase_grid(samples[:SAMPLES_SHOWN], [savedir / "samples" / f"{epoch}.{ext}" for ext in ("png", "pdf")],
+    plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)),
                     ncols=4, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
     plot_mean_images(train, samples, savedir / "samples" / f"mean_sample_{epoch}.png",
                      title=f"epoch {epoch}: mean_image_l2={metrics['mean_image_l2']:.4f}")
     return metrics, samples, stats
+
+
+@torch.no_grad()
+def validation_loss(model, ema, valid, sigmas, noise_sampler, args, generator, device):
+    """Score-matching loss on the validation split with fixed noise, so epochs compare; None if no split."""
+    if len(valid) == 0:
+        return None
+    generator.manual_seed(args.seed)
+    model.eval()
+    total = 0.0
+    with ema.applied_to(model) if ema is not None else torch.no_grad():
+        for batch in valid.split(args.val_batch_size):
+            total += score_matching_loss(model, batch.to(device), sigmas, noise_sampler, generator=generator,
+                                         weighting=args.loss_weighting).item() * len(batch)
+    return total / len(valid)
 
 
 def run(args: Arguments, savedir: Path, data_dir: str) -> None:
@@ -153,7 +142,7 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
     savedir.mkdir(parents=True, exist_ok=True)
     gt_stats = circular_stats(train)
     write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
-    plot_run_overview(savedir, args, train, noise_sampler, sigmas)
+    plot_run_overview(savedir, train, noise_sampler, sigmas, n_mean=args.Ntest, seed=args.seed)
 
     loader = training_loader(train, args)
     valid_generator = torch.Generator(device=device)
@@ -178,16 +167,15 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
                     "lr": optimizer.param_groups[0]["lr"]}
 
             if (epoch + 1) % args.record_interval == 0 or epoch + 1 == args.epochs:
-                metrics, samples, stats = validate(model, ema, args, train, gt_stats, noise_sampler, sigmas,
-                                                   savedir, epoch + 1)
+                metrics, samples, stats = validate(model, ema, args, train, gt_stats, noise_sampler, savedir,
+                                                   epoch + 1)
                 if metrics is not None:
                     line.update(metrics)
                     for name in METRICS:
                         if metrics[name] < best[name]:
                             best[name] = metrics[name]
                             save_checkpoint(savedir / f"model.{name}.pt", model, ema, optimizer, best, epoch)
-                            plot_phase_grid(samples[:SAMPLES_SHOWN],
-                                            [savedir / "samples" / f"best_{name}.{ext}" for ext in ("png", "pdf")],
+                            plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
                                             ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
                             write_outputs({savedir / "samples" / f"best_{name}.pkl":
                                            {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
@@ -196,21 +184,6 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
             results.write(json.dumps(line) + "\n")
             results.flush()
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
-
-
-@torch.no_grad()
-def validation_loss(model, ema, valid, sigmas, noise_sampler, args, generator, device):
-    """Score-matching loss on the validation split with fixed noise, so epochs compare; None if no split."""
-    if len(valid) == 0:
-        return None
-    generator.manual_seed(args.seed)
-    model.eval()
-    total = 0.0
-    with ema.applied_to(model) if ema is not None else torch.no_grad():
-        for batch in valid.split(args.val_batch_size):
-            total += score_matching_loss(model, batch.to(device), sigmas, noise_sampler, generator=generator,
-                                         weighting=args.loss_weighting).item() * len(batch)
-    return total / len(valid)
 
 
 def main(argv=None) -> int:

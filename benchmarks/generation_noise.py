@@ -3,7 +3,7 @@
     python benchmarks/generation_noise.py --cfg exps/json/quickstart.json [--Ntest 64] [--factor 1]
 
 Builds the config's network (timing only: initial weights), then draws Ntest functions by
-annealed Langevin dynamics (src.diffusion.generate, the code path of validation and eval.py)
+annealed Langevin dynamics (src.experiment.sample, the code path of validation and eval.py)
 once with each noise sampler, timing the whole generation and the time spent inside the noise
 sampler: the original code's algorithm (exponential kernel only; see benchmarks/noise.py),
 our batched dense Cholesky, and the FFT sampler. Prints a markdown table.
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from src.config import load_config  # noqa: E402
 from noise import OriginalGaussianRF  # noqa: E402 (benchmarks/noise.py)
-from src.experiment import build_model, build_noise, build_sigmas, default_device, sample  # noqa: E402
+from src.experiment import build_model, build_noise, default_device, sample  # noqa: E402
 
 
 class TimedSampler:
@@ -66,7 +66,7 @@ def main() -> None:
         sampler = TimedSampler(sampler, device)
         setup = time.perf_counter() - start
         start = time.perf_counter()
-        sample(model, args, sampler, build_sigmas(args, device), n, args.val_batch_size, progress=False)
+        sample(model, args, sampler, n, args.val_batch_size, seed=0, progress=False)
         total = time.perf_counter() - start
         print(f"| {method} | {setup:.2f} | {total:.1f} | {sampler.seconds:.1f} | {sampler.seconds / total:.0%} |")
 

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
-from src.evaluation import draw_samples, evaluate_samples, load_score_model  # noqa: E402
-from src.experiment import build_model, default_device, load_data  # noqa: E402
+from src.evaluation import evaluate_samples, load_score_model  # noqa: E402
+from src.experiment import build_model, build_noise, default_device, load_data, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
@@ -64,8 +64,8 @@ def main() -> None:
         runs.append((f"{checkpoint}, " + " ".join(f"{k}={v}" for k, v in changed.items()), trained, other_args))
     rows = {}
     for name, model, sampler_args in runs:
-        samples = draw_samples(model, sampler_args, cli.Ntest, cli.val_batch_size, device, factor=cli.factor,
-                               seed=cli.seed)
+        noise_sampler = build_noise(sampler_args, cli.factor * sampler_args.data_resolution, device)
+        samples = sample(model, sampler_args, noise_sampler, cli.Ntest, cli.val_batch_size, seed=cli.seed)
         rows[name] = evaluate_samples(samples, train_stats, train)[0] | {"n": len(samples)}
     rows["held-out data"] = evaluate_samples(valid[:cli.Ntest], train_stats, train)[0] | {"n": min(cli.Ntest, len(valid))}
 

@@ -1,9 +1,11 @@
-"""Reading the Volcano InSAR dataset.
+"""The Volcano InSAR dataset: the ``.int`` file format, loading, splitting, augmenting.
 
-Each ``.int`` file holds one wrapped interferogram: raw little-endian float32
-of shape (128, 128, 2), i.e. (row, column, [real, imaginary]), no header. Only
-its phase is used, stored as the unit vector (cos(phase), sin(phase)) so that
-the data are continuous across the -pi / pi wrap.
+The ``.int`` format (the real dataset's, defined here and nowhere else): one wrapped
+interferogram per file, raw little-endian float32 of shape (128, 128, 2) in C order, i.e.
+(row, column, [real, imaginary]), no header: 128 * 128 * 2 * 4 = 131072 bytes.
+`read_interferogram_phase` reads one, `write_interferogram` writes one. Only the phase
+is used, stored as the unit vector (cos(phase), sin(phase)) so that the data are
+continuous across the -pi / pi wrap.
 
 All tensors are channels last: (N, res, res, 2) with channels (cos, sin).
 """
@@ -55,6 +57,32 @@ def read_interferogram_phase(path: str | Path) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"{path} holds non-finite (NaN or infinite) values")
     return np.arctan2(values[..., 1], values[..., 0])
+
+
+def write_interferogram(path: str | Path, frame: np.ndarray) -> None:
+    """Write one interferogram as an ``.int`` file, which `read_interferogram_phase` reads.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file, replaced if it exists; its folder must exist.
+    frame : np.ndarray, shape (128, 128, 2)
+        (row, column, [real, imaginary]), finite; written as little-endian float32.
+
+    Raises
+    ------
+    ValueError
+        If ``frame`` has another shape or holds NaN or infinite values (nothing is written).
+    """
+    frame = np.asarray(frame)
+    if frame.shape != (FRAME_SIZE, FRAME_SIZE, 2):
+        raise ValueError(
+            f"cannot write {path}: expected a frame of shape ({FRAME_SIZE}, {FRAME_SIZE}, 2) "
+            f"(row, column, [real, imaginary]), got {frame.shape}"
+        )
+    if not np.isfinite(frame).all():
+        raise ValueError(f"cannot write {path}: the frame holds non-finite (NaN or infinite) values")
+    frame.astype(FILE_DTYPE, copy=False).tofile(path)
 
 
 def find_interferogram_files(root: str | Path) -> list[Path]:

@@ -1,25 +1,33 @@
-"""Noise levels, the denoising score-matching loss and annealed Langevin dynamics.
+"""The diffusion model's equations: noise levels, perturbation, loss, annealed Langevin dynamics.
 
-Conventions of the original code, kept so that the paper's configs mean the same:
+Lim et al. 2023 ("Score-based diffusion models in function space", arXiv 2302.07400), in the
+original code's conventions, kept so that the paper's configs mean the same:
 
-- ``sigma`` is a *variance*: the perturbed function is ``u + sqrt(sigma) * z`` with ``z``
-  a draw of the noise sampler (white noise, or a Gaussian random field of covariance C).
-- The score model ``F(x, sigma)`` is trained so that ``sigma * F(u + noise, sigma) ~ -noise``,
-  i.e. ``F ~ C grad log p_sigma`` (the preconditioned score; ``C = I`` for white noise).
-- The sampler never owns the model: it is a function of (score, noise sampler, sigmas).
+- ``sigma`` is a *variance*: a function u is perturbed as ``x = u + sqrt(sigma) z`` with z a
+  draw of the noise sampler, N(0, C) (C = I for white noise, a GRF covariance otherwise).
+- The network F(x, sigma) is trained so that ``sigma F(x, sigma) ~ -sqrt(sigma) z``, i.e.
+  ``F ~ C grad log p_sigma(x)``, the score preconditioned by C.
+- Functions are ``(batch, res, res, channels)``, channels last.
+
+Nothing here owns a model: the loss and the sampler take the score function as an argument.
 """
 
 import math
-import warnings
 from typing import Callable, Optional
 
 import torch
 
 from src.progress import progress_bar
-from src.score_network import expand_like
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SCHEDULES = ("geometric", "linear")
+LOSS_WEIGHTINGS = ("sigma", "unit")
+STEP_RULES = ("sigma_squared", "sigma")
+
+
+def expand_like(per_example: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """View a (batch,) tensor so that it broadcasts against ``x`` of any rank."""
+    return per_example.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geometric") -> torch.Tensor:
@@ -33,50 +41,41 @@ def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geom
     return sigmas.float()
 
 
-LOSS_WEIGHTINGS = ("sigma", "unit")
-
-
 def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
                         generator: Optional[torch.Generator] = None, weighting: str = "sigma") -> torch.Tensor:
     """Denoising score-matching loss, one noise level drawn uniformly per example.
 
-    ``weighting="sigma"`` (the original's): ``mean | noise + sigma * F(u + noise, sigma) |^2``
-    with ``noise = sqrt(sigma) * z``. Per level this is ``sigma * |z + sqrt(sigma) F|^2``, so
-    a level weighs in proportion to its variance: the largest levels dominate the gradient.
-    ``weighting="unit"`` divides each example's term by its sigma, ``mean | z + sqrt(sigma) F |^2``
-    (NCSN's lambda(sigma) = sigma^2 in terms of standard deviations): every level counts alike,
-    which teaches the small levels, where the fine structure is made, much faster.
+    ``weighting="sigma"`` (the original's): ``mean |sqrt(sigma) z + sigma F(x, sigma)|^2``. Per
+    level this is ``sigma |z + sqrt(sigma) F|^2``: a level weighs in proportion to its variance,
+    so the largest levels dominate the gradient. ``weighting="unit"`` divides each example's
+    term by its sigma, ``mean |z + sqrt(sigma) F|^2`` (NCSN's lambda(sigma), Song & Ermon 2019):
+    every level counts alike, which learns the small levels, where fine structure is made, faster.
 
     Parameters
     ----------
-    u : (batch, res, res, 2) training functions.
+    u : (batch, res, res, channels) training functions.
     sigmas : (L,) noise variances, on u's device.
     """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ValueError(f"unknown loss weighting {weighting!r}: expected one of {list(LOSS_WEIGHTINGS)}")
     level = torch.randint(len(sigmas), (u.shape[0],), device=sigmas.device, generator=generator)
     sigma = sigmas[level]
     noise = expand_like(sigma.sqrt(), u) * noise_sampler.sample(u.shape[0], generator=generator)
     residual = noise + expand_like(sigma, u) * score(u + noise, sigma)
     if weighting == "unit":
         residual = residual / expand_like(sigma.sqrt(), u)
-    elif weighting != "sigma":
-        raise ValueError(f"unknown loss weighting {weighting!r}: expected one of {list(LOSS_WEIGHTINGS)}")
     return residual.square().mean()
 
 
-STEP_RULES = ("sigma_squared", "sigma")
-
-
 def step_sizes(sigmas: torch.Tensor, epsilon: float, rule: str = "sigma_squared") -> torch.Tensor:
-    """Langevin step size per level; both rules give alpha_L = epsilon at the last level.
+    """Langevin step size alpha_j of each level; both rules give alpha_L = epsilon.
 
-    ``"sigma_squared"`` (the original's): ``alpha_j = epsilon * sigma_j^2 / sigma_L^2``. This is
-    NCSN's rule written for standard deviations, applied to variances, so ``alpha_j / sigma_j``
-    falls with the level: a step large enough to mix at sigma_1 is far too small near sigma_L,
-    and a stable epsilon leaves the last levels frozen unless L * T is large (the paper: 1500).
-    ``"sigma"``: ``alpha_j = epsilon * sigma_j / sigma_L``, NCSN's rule for variances. The ratio
-    ``alpha_j / sigma_j = epsilon / sigma_L`` is the same at every level, so every level mixes
-    alike. In a direction the data hardly varies in, a step multiplies x by 1 - alpha_j / (2 sigma_j),
-    so ``epsilon / sigma_L`` must stay below 4; the quickstart uses 0.5.
+    ``"sigma_squared"`` (the original's): ``alpha_j = epsilon sigma_j^2 / sigma_L^2``, NCSN's rule
+    for standard deviations applied to variances, so ``alpha_j / sigma_j`` falls with the level
+    and an epsilon stable at sigma_1 leaves the last levels nearly frozen unless L T is large.
+    ``"sigma"``: ``alpha_j = epsilon sigma_j / sigma_L``, the same rule for variances, so every
+    level mixes alike. In a direction the data hardly varies in a step multiplies x by
+    ``1 - alpha_j / (2 sigma_j)``: ``epsilon / sigma_L`` must stay below 4.
     """
     if rule == "sigma_squared":
         return epsilon * sigmas.square() / sigmas[-1].square()
@@ -90,22 +89,23 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
                       epsilon: float, T: int, generator: Optional[torch.Generator] = None,
                       progress: bool = False, step_rule: str = "sigma_squared",
                       denoise_last: bool = False) -> torch.Tensor:
-    """Annealed Langevin dynamics (the original ``sample_trace``).
+    """Annealed Langevin dynamics (the original's ``sample_trace``; Song & Ermon 2019, Alg. 1).
 
-    For each level j, T steps of ``x <- x + alpha_j / 2 * F(x, sigma_j) + sqrt(alpha_j) * z``
-    with z from the noise sampler and alpha_j from `step_sizes`; the very last step adds no noise.
-    ``denoise_last`` then takes one more step, ``x <- x + sigma_L * F(x, sigma_L)``: Tweedie's
+    For each level j, T steps of ``x <- x + alpha_j / 2 F(x, sigma_j) + sqrt(alpha_j) z`` with
+    z from the noise sampler (the C in F ~ C grad log p makes this preconditioned Langevin
+    dynamics, whose noise must have covariance C) and alpha_j from `step_sizes`; the very last
+    step adds no noise. ``denoise_last`` then takes ``x <- x + sigma_L F(x, sigma_L)``, Tweedie's
     posterior mean E[u | x] at the last level, which removes the noise of variance sigma_L that
-    Langevin dynamics at that level leaves in every sample (Jolicoeur-Martineau et al. 2021).
+    the dynamics leaves in every sample (Jolicoeur-Martineau et al. 2021).
 
     Parameters
     ----------
-    x : (batch, res, res, 2) initial state, usually a draw of the noise sampler.
+    x : (batch, res, res, channels) initial state, usually a draw of the noise sampler.
     sigmas : (L,) decreasing noise variances.
 
     Returns
     -------
-    (batch, res, res, 2) samples; rows may hold NaN if the dynamics diverged.
+    (batch, res, res, channels) samples; rows may hold NaN if the dynamics diverged.
     """
     # Python floats: no device synchronisation inside the loop.
     alphas = step_sizes(sigmas, epsilon, step_rule).tolist()
@@ -122,32 +122,3 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
     if denoise_last:
         x = x + sigmas[-1].item() * score(x, batch_sigma)
     return x
-
-
-@torch.no_grad()
-def generate(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, n: int, batch_size: int,
-             epsilon: float, T: int, generator: Optional[torch.Generator] = None,
-             progress: bool = True, step_rule: str = "sigma_squared", denoise_last: bool = False) -> torch.Tensor:
-    """Draw ``n`` functions by annealed Langevin dynamics (`annealed_langevin`), in batches, on the CPU.
-
-    Samples that came out with NaN are dropped and counted in a warning, so fewer than n
-    may be returned.
-
-    Returns
-    -------
-    (n_valid, res, res, 2) tensor on the CPU.
-    """
-    kept, dropped = [], 0
-    n_batches = math.ceil(n / batch_size)
-    for b in progress_bar(range(n_batches), desc="Generate", shown=progress and n_batches > 1):
-        size = min(batch_size, n - b * batch_size)
-        x = noise_sampler.sample(size, generator=generator)
-        x = annealed_langevin(score, noise_sampler, sigmas, x, epsilon, T, generator=generator,
-                              progress=progress, step_rule=step_rule, denoise_last=denoise_last).cpu()
-        finite = torch.isfinite(x).flatten(1).all(dim=1)
-        dropped += int((~finite).sum())
-        kept.append(x[finite])
-    if dropped:
-        warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped; "
-                      "the Langevin step size epsilon may be too large")
-    return torch.cat(kept)

@@ -1,7 +1,8 @@
-"""Evaluation of a trained experiment: output names, sampling from a checkpoint, figures.
+"""Evaluation of a trained experiment: output names, reading its files, metrics of samples.
 
-`eval.py` (the command line) and `plot_stats.py` are made of these functions. Nothing here
-reads the environment or argv; paths and values come in as arguments.
+`eval.py` (the command line) and `plot_stats.py` are made of these functions, of
+`src.experiment.sample` (sampling) and of `src.plotting` (figures). Nothing here reads the
+environment or argv; paths and values come in as arguments.
 
 Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's file name,
 ``postfix`` is ``""`` at the training resolution and ``"_{factor}x"`` for super-resolution)::
@@ -12,8 +13,6 @@ Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's fil
     gt_stats_{factor}x.pkl        ground-truth statistics at factor x the training resolution
 
 The ground truth at the training resolution is the experiment's own ``gt_stats.pkl``.
-Every file is written atomically (a temporary file beside it, then ``os.replace``), so an
-interrupted or failed evaluation never leaves a truncated file or half of a result behind.
 """
 
 import pickle
@@ -26,15 +25,9 @@ import torch
 
 from src.checkpoint import load_checkpoint, model_weights
 from src.config import Arguments
-from src.files import atomic_paths
-from src.experiment import build_model, build_noise, build_sigmas, sample
-from src.metrics import circular_stats, mean_image_metrics, validation_metrics, wasserstein_metrics
-from src.plotting import plot_mean_images, plot_phase_grid, plot_stats_histograms
+from src.experiment import build_model
+from src.metrics import circular_stats, validation_metrics, wasserstein_metrics
 
-# Sample grids drawn by `plot_sample_pages`: name -> (rows, columns).
-GRID_PRESETS = {"4x4": (4, 4), "4x5": (4, 5), "4x3": (4, 3)}
-GRID_PAGES = 4
-FIGURE_FORMATS = ("png", "pdf")
 GT_STATS = "gt_stats.pkl"
 
 
@@ -142,7 +135,7 @@ def read_stats(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------
-# Sampling
+# The model and its samples
 
 def load_score_model(args: Arguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
     """The experiment's network with the checkpoint's EMA weights (raw weights if it has none).
@@ -159,27 +152,6 @@ def load_score_model(args: Arguments, checkpoint_path: Path, device) -> tuple[to
         raise EvaluationError(f"{checkpoint_path} does not fit the experiment's config.json: "
                               f"{str(error).splitlines()[0]}") from None
     return model.to(device).eval(), state
-
-
-def draw_samples(model, args: Arguments, n: int, batch_size: int, device, factor: int = 1,
-                 seed: int = 0) -> torch.Tensor:
-    """n functions by annealed Langevin dynamics on a grid factor x the training resolution.
-
-    The noise sampler is the experiment's at ``factor * args.data_resolution`` points a side
-    (the same field on a finer grid); the network adapts its padding to the grid itself.
-
-    Returns
-    -------
-    (n_valid, factor * res, factor * res, 2) on the CPU; diverged (NaN) samples are dropped.
-    """
-    noise_sampler = build_noise(args, factor * args.data_resolution, device)
-    sigmas = build_sigmas(args, device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    samples = sample(model, args, noise_sampler, sigmas, n, batch_size, generator=generator)
-    if len(samples) == 0:
-        raise EvaluationError(f"all {n} samples diverged (NaN or inf); nothing was written. "
-                              "The config's Langevin step size epsilon may be too large")
-    return samples
 
 
 def evaluate_samples(generated: torch.Tensor, real_stats: dict,
@@ -208,56 +180,6 @@ def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean:
             "data_mean": None if data_mean is None else data_mean.float().numpy(), "metrics": metrics,
             "checkpoint": Path(checkpoint).name, "epoch": epoch, "factor": factor,
             "resolution": samples.shape[1], "seed": seed, "n_requested": n_requested}
-
-
-# ---------------------------------------------------------------------------
-# Figures
-
-def figure_paths(savedir: Path, stem: str) -> list[Path]:
-    return [Path(savedir) / f"{stem}.{ext}" for ext in FIGURE_FORMATS]
-
-
-def page_indices(n: int, per_page: int, page: int) -> list[int]:
-    """Indices of the samples on a page of a grid: pages hold distinct samples while enough
-    exist, then wrap around; a page shows all n when n < per_page."""
-    if n <= per_page:
-        return list(range(n))
-    start = (page * per_page) % n
-    return [(start + i) % n for i in range(min(per_page, n))]
-
-
-def plot_sample_pages(samples: torch.Tensor, savedir: Path, stem: str, pages: int = GRID_PAGES) -> list[Path]:
-    """Phase grids ``{stem}.{preset}.{page}.{png,pdf}`` for every preset of `GRID_PRESETS`."""
-    written = []
-    for preset, (rows, cols) in GRID_PRESETS.items():
-        for page in range(pages):
-            chosen = page_indices(len(samples), rows * cols, page)
-            paths = figure_paths(savedir, f"{stem}.{preset}.{page}")
-            with atomic_paths(paths) as temporaries:
-                plot_phase_grid(samples[chosen], temporaries, ncols=cols)
-            written += paths
-    return written
-
-
-def plot_mean_figure(data_mean: torch.Tensor, samples: torch.Tensor, paths: Sequence[Path]) -> dict:
-    """The data's mean function beside the generated mean; returns the mean-image metrics."""
-    metrics = mean_image_metrics(data_mean[None], samples)
-    with atomic_paths(paths) as temporaries:
-        # No suptitle: src.plotting's grid puts it over the panel titles (the metrics are printed).
-        plot_mean_images(data_mean[None], samples, temporaries)
-    return metrics
-
-
-def plot_stats_figure(real: dict, generated: dict, paths: Sequence[Path], figsize=(10, 4)) -> dict:
-    """Histograms of circular variance and skewness, ground truth against the model, with the
-    Wasserstein distances in the titles; returns w_var, w_skew, w_total.
-
-    ``real`` and ``generated`` are circular statistics {'var', 'skew'} (see `read_stats`).
-    """
-    metrics = wasserstein_metrics(real, generated)
-    with atomic_paths(paths) as temporaries:
-        plot_stats_histograms(real, generated, metrics, temporaries, figsize=figsize)
-    return metrics
 
 
 def format_metrics(metrics: dict, indent: str = "  ") -> str:

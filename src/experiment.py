@@ -1,17 +1,20 @@
-"""Build the pieces of an experiment from its `Arguments`: data, model, noise, sigmas.
+"""An experiment's pieces built from its `Arguments`, and the one way to sample a model.
 
 `train.py` and `eval.py` both go through these functions, so that an experiment directory's
-``config.json`` rebuilds exactly the model that wrote its checkpoints.
+``config.json`` rebuilds exactly the model, noise and noise levels that wrote its checkpoints,
+and validation during training samples exactly as evaluation does.
 """
 
 import math
+import warnings
 
 import torch
 
 from src.config import Arguments
 from src.data import load_volcano, split_train_valid
-from src.diffusion import generate, sigma_schedule
+from src.diffusion import annealed_langevin, sigma_schedule
 from src.noise import build_noise_sampler
+from src.progress import progress_bar
 from src.score_network import UNOScoreNetwork
 
 
@@ -37,7 +40,8 @@ def build_model(args: Arguments) -> UNOScoreNetwork:
 
 
 def build_noise(args: Arguments, res: int, device):
-    """The noise sampler of the experiment on a res x res grid (res may exceed the training one)."""
+    """The experiment's noise sampler on a res x res grid (res may exceed the training one:
+    the same field on a finer grid)."""
     return build_noise_sampler(res, white_noise=args.white_noise, rbf_scale=args.rbf_scale, rbf_eps=args.rbf_eps,
                                kernel=args.noise_kernel, method=args.noise_method, device=device)
 
@@ -46,13 +50,37 @@ def build_sigmas(args: Arguments, device) -> torch.Tensor:
     return sigma_schedule(args.sigma_1, args.sigma_L, args.L, args.schedule).to(device)
 
 
-def sample(model, args: Arguments, noise_sampler, sigmas, n: int, batch_size: int,
-           generator=None, progress: bool = True) -> torch.Tensor:
-    """n functions from the model by annealed Langevin dynamics, (n_valid, res, res, 2) on the CPU."""
+@torch.no_grad()
+def sample(model, args: Arguments, noise_sampler, n: int, batch_size: int, seed: int,
+           progress: bool = True) -> torch.Tensor:
+    """n functions drawn by the config's annealed Langevin dynamics, in batches.
+
+    The grid is the noise sampler's: the training one, or a finer one for super-resolution
+    (the network adapts its padding). Every draw comes from one generator seeded with
+    ``seed``, so the same seed gives the same samples and the global random state is untouched.
+    Samples that diverged (NaN or inf) are dropped with a warning that counts them.
+
+    Returns
+    -------
+    (n_finite, res, res, 2) on the CPU, res = noise_sampler.res.
+    """
     model.eval()
-    return generate(model, noise_sampler, sigmas, n, batch_size, args.epsilon, args.T,
-                    generator=generator, progress=progress, step_rule=args.step_rule,
-                    denoise_last=args.denoise_last)
+    sigmas = build_sigmas(args, noise_sampler.device)
+    generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
+    kept, dropped = [], 0
+    n_batches = math.ceil(n / batch_size)
+    for b in progress_bar(range(n_batches), desc="Generate", shown=progress and n_batches > 1):
+        size = min(batch_size, n - b * batch_size)
+        x = noise_sampler.sample(size, generator=generator)
+        x = annealed_langevin(model, noise_sampler, sigmas, x, args.epsilon, args.T, generator=generator,
+                              progress=progress, step_rule=args.step_rule, denoise_last=args.denoise_last).cpu()
+        finite = torch.isfinite(x).flatten(1).all(dim=1)
+        dropped += int((~finite).sum())
+        kept.append(x[finite])
+    if dropped:
+        warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped; "
+                      "the Langevin step size epsilon may be too large")
+    return torch.cat(kept)
 
 
 def count_parameters(model) -> int:

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
     """Temporary paths beside ``paths`` (same suffix, so writers infer the format).
@@ -31,7 +37,10 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
             os.close(handle)
             temporaries.append(Path(name))
         yield temporaries
+        # mkstemp makes files only their owner can read; give them the mode open() would.
+        mode = 0o666 & ~_umask()
         for temporary, target in zip(temporaries, targets):
+            os.chmod(temporary, mode)
             os.replace(temporary, target)
     finally:
         for temporary in temporaries:

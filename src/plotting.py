@@ -1,8 +1,11 @@
-"""Figures: sample grids, noise fields, covariance blocks, mean images, statistic histograms.
+"""Every figure of the project: sample grids, noise fields, covariance blocks, mean images,
+statistics histograms, and the overview a training run draws before it starts.
 
-Every function writes one figure to each of the paths it is given (``.png`` and, where the
-original wrote one, ``.pdf``), creating parent folders; none keeps pyplot state around.
-Phases are drawn with a cyclic colour map over [-pi, pi], so that a wrap is no edge.
+Each function writes one figure to each path it is given (``.png``, and ``.pdf`` where the
+original wrote one: see `figure_paths`), atomically (a temporary file, then a rename), and
+keeps no pyplot state around. Phases are drawn with the cyclic ``twilight`` colour map over
+[-pi, pi], so that a wrap is no edge. Functions are ``(N, res, res, 2)`` tensors of
+(cos, sin) of the phase, channels last.
 """
 
 import math
@@ -15,16 +18,35 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from src.diffusion import expand_like  # noqa: E402
+from src.files import atomic_paths  # noqa: E402
 from src.metrics import to_phase  # noqa: E402
 
 PHASE_STYLE = dict(cmap="twilight", vmin=-np.pi, vmax=np.pi)
+FIGURE_FORMATS = ("png", "pdf")
+# Sample grids drawn by `plot_sample_pages`: name -> (rows, columns).
+GRID_PRESETS = {"4x4": (4, 4), "4x5": (4, 5), "4x3": (4, 3)}
+GRID_PAGES = 4
+
+
+def figure_paths(directory: Path, stem: str) -> list[Path]:
+    """``directory/stem.png`` and ``directory/stem.pdf``."""
+    return [Path(directory) / f"{stem}.{ext}" for ext in FIGURE_FORMATS]
 
 
 def _save(fig, paths) -> None:
-    for path in [paths] if isinstance(paths, (str, Path)) else paths:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=100)
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    with atomic_paths(paths) as temporaries:
+        for temporary in temporaries:  # each keeps its target's suffix, which picks the format
+            fig.savefig(temporary, bbox_inches="tight", dpi=100)
+            if temporary.suffix == ".png":
+                # Noisy phase maps compress badly in true colour; a 256-colour palette (a colour
+                # map has 256 entries) keeps them a third of the size and looks the same.
+                with Image.open(temporary) as image:
+                    palette = image.convert("RGB").quantize(colors=256, dither=Image.Dither.NONE)
+                palette.save(temporary, optimize=True)
     plt.close(fig)
 
 
@@ -74,7 +96,8 @@ def plot_mean_images(real: torch.Tensor, generated: torch.Tensor, paths, title: 
 
 def plot_stats_histograms(real_stats: dict, generated_stats: dict, metrics: dict, paths,
                           figsize=(10, 4), label: str = "model") -> None:
-    """Histograms of circular variance and skewness, ground truth against the model."""
+    """Histograms of circular variance and skewness, ground truth against the model, with the
+    Wasserstein distances ``metrics['w_var']``, ``metrics['w_skew']`` in the titles."""
     fig, axes = plt.subplots(1, 2, figsize=tuple(figsize))
     for ax, key, name, distance in ((axes[0], "var", "circular variance", metrics["w_var"]),
                                     (axes[1], "skew", "circular skewness", metrics["w_skew"])):
@@ -85,3 +108,54 @@ def plot_stats_histograms(real_stats: dict, generated_stats: dict, metrics: dict
         ax.set_title(f"{name}: W = {distance:.4f}")
         ax.legend()
     _save(fig, paths)
+
+
+def page_indices(n: int, per_page: int, page: int) -> list[int]:
+    """Indices of the samples on a page of a grid: pages hold distinct samples while enough
+    exist, then wrap around; a page shows all n when n < per_page."""
+    if n <= per_page:
+        return list(range(n))
+    start = (page * per_page) % n
+    return [(start + i) % n for i in range(min(per_page, n))]
+
+
+def plot_sample_pages(samples: torch.Tensor, directory: Path, stem: str, pages: int = GRID_PAGES) -> list[Path]:
+    """Phase grids ``{stem}.{preset}.{page}.{png,pdf}`` for every preset of `GRID_PRESETS`."""
+    written = []
+    for preset, (rows, cols) in GRID_PRESETS.items():
+        for page in range(pages):
+            paths = figure_paths(directory, f"{stem}.{preset}.{page}")
+            plot_phase_grid(samples[page_indices(len(samples), rows * cols, page)], paths, ncols=cols)
+            written += paths
+    return written
+
+
+def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas: torch.Tensor, n_mean: int,
+                      seed: int, shown: int = 16) -> None:
+    """What a training run draws before it starts: the noise, the data perturbed by it, mean images.
+
+    Every draw comes from generators of its own seeded with ``seed``, so the figures never
+    change the global random state, and so never the training.
+    """
+    savedir = Path(savedir)
+    generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
+    plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "noise_samples"))
+    plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "init_samples"),
+               title="Langevin initial states (channel 0)")
+    covariance = noise_sampler.covariance_block(min(200, noise_sampler.res ** 2))
+    if covariance is not None:
+        plot_matrix(covariance, figure_paths(savedir / "noise", "noise_sampler_C"),
+                    title="noise_sampler.C[0:200, 0:200]")
+    # u + sqrt(sigma) z from the largest to the smallest noise level: sigma_1 must hide the data.
+    levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
+    u = train[:1].to(sigmas.device)
+    noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels), generator)
+    plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
+                    titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
+    plot_phase_grid(noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4,
+                    suptitle="Langevin initial states (phase)")
+    # Mean images of random subsets of n_mean training functions: how much a mean varies by chance.
+    cpu_generator = torch.Generator().manual_seed(seed)
+    subsets = [train[torch.randperm(len(train), generator=cpu_generator)[:n_mean]].mean(0) for _ in range(8)]
+    plot_phase_grid(torch.stack(subsets), savedir / "mean_subsamples.png", ncols=4,
+                    suptitle=f"means of random subsets of {min(n_mean, len(train))} training functions")

@@ -1,4 +1,5 @@
-"""The score network: a U-shaped neural operator (UNO) on neuraloperator's `FNOBlocks`.
+"""The score network: a U-shaped neural operator (U-NO, Rahman et al. 2022, arXiv 2204.11127)
+of Fourier layers (FNO, Li et al. 2021, arXiv 2010.08895), built on neuraloperator's `FNOBlocks`.
 
 Functions enter and leave in the project's layout ``(batch, res, res, 2)`` (channels last);
 `UNOScoreNetwork.forward` is the one place where they are moved to the network's
@@ -12,6 +13,9 @@ Shape of the U, with ``s = res + npad`` the padded side at the training resoluti
     up:   s/4 -> s/2, s/2 -> 3s/4, 3s/4 -> s, s -> s           each concatenates the
                                                               matching down block's output
     crop the padding, project (1x1 conv -> 2 channels), divide by sigma
+
+The division by sigma is the original's only conditioning on the noise level (NCSNv2's
+parametrization, Song & Ermon 2020); ``num_freqs_input > 0`` adds FiLM conditioning.
 
 Each block resamples its input to the block's output size (bilinear) and applies one
 Fourier layer there. Sizes are fractions of the input's padded side, and the number of
@@ -32,14 +36,11 @@ import torch.nn.functional as F
 from neuralop.layers.fno_block import FNOBlocks
 from torch import nn
 
+from src.diffusion import expand_like
+
 # Output side of each block as a fraction of the padded input side s, down then up.
 DOWN_SCALES = (1.0, 0.75, 0.5, 0.25)
 UP_SCALES = (0.5, 0.75, 1.0, 1.0)
-
-
-def expand_like(per_example: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """View a (batch,) tensor so that it broadcasts against ``x`` of any rank."""
-    return per_example.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def grid_channels(batch: int, res: int, device) -> torch.Tensor:

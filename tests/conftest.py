@@ -1,13 +1,66 @@
-"""Test-session settings.
+"""What the tests share: the tiny config, running a command, hashing a folder, seeding.
 
 Tests run tiny networks on tiny grids: with several threads per process, OpenMP spends more
-time waking threads than computing (20x slower on a loaded 2-core machine), so one thread.
+time waking threads than computing (20x slower on a loaded 2-core machine), so one thread,
+here and in every subprocess `run_command` starts.
 """
 
+import hashlib
+import json
 import os
+import random
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+# The one tiny config of the project (seconds to train), shared by debug_exp.sh and the tests.
+TINY = json.loads((ROOT / "exps" / "json" / "debug.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same state of every global random generator."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def run_command(args, cwd=ROOT, data_dir=None, **env) -> subprocess.CompletedProcess:
+    """Run ``args`` (paths allowed) in ``cwd`` and capture its output.
+
+    DATA_DIR is ``data_dir`` (unset when None); progress bars are hidden; one thread;
+    ``python3`` on the PATH is this interpreter (main.sh falls back to it without a .venv).
+    ``env`` adds variables; a value of None removes one.
+    """
+    environment = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    environment.pop("DATA_DIR", None)
+    if data_dir is not None:
+        environment["DATA_DIR"] = str(data_dir)
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
+    for key, value in env.items():
+        if value is None:
+            environment.pop(key, None)
+        else:
+            environment[key] = str(value)
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=environment, capture_output=True, text=True,
+                          timeout=600)
+
+
+def snapshot(directory: Path, skip: str = None) -> dict:
+    """{relative path: sha256} of every file under ``directory`` but its subfolder ``skip``."""
+    directory = Path(directory)
+    files = {}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if path.is_file() and not (skip and relative.parts[0] == skip):
+            files[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files

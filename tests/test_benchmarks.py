@@ -1,17 +1,19 @@
 """The benchmark scripts that train or score: they run end to end on tiny data and refuse bad input."""
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+import eval as eval_script
+from conftest import TINY, run_command
+from src.config import load_config
+from src.data import validation_count
+from src.experiment import load_data
+from src.metrics import circular_stats, wasserstein_metrics
 from src.synthetic import write_dataset
-from test_train import TINY
 
-ROOT = Path(__file__).resolve().parents[1]
+N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +25,7 @@ def tiny(tmp_path_factory):
 
 
 def run_script(base, script, *args):
-    env = {**os.environ, "DATA_DIR": str(base / "data"), "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_command([sys.executable, script, *args], data_dir=base / "data")
 
 
 def run_variants(base, *args):
@@ -58,7 +58,7 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
         last = json.loads((outdir / str(index) / "results.json").read_text().splitlines()[-1])
         assert f"{last['w_total']:.4f}" in rows[index]
         assert rows[index][-1] == f"{last['w_rough']:.4f}"
-        assert rows[index][2] == "4"  # 1 epoch of 32 training functions in batches of 8
+        assert rows[index][2] == str((TINY["ntrain"] - N_VALID) // TINY["batch_size"])  # the steps of 1 epoch
 
     again = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir))
     assert again.returncode == 2 and "already exist" in again.stderr
@@ -74,7 +74,7 @@ def test_quickstart_variants_names_a_bad_variant_before_training(tiny, variant, 
     assert not outdir.exists()
 
 
-def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(trained_run):
+def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(trained_run, tmp_path):
     result = run_script(trained_run.parent, "benchmarks/quality.py", "--exp_name", str(trained_run),
                         "--checkpoint", "model.pt", "--Ntest", "8", "--val_batch_size", "8",
                         "--also_sampler", "epsilon=0.001")
@@ -83,11 +83,17 @@ def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(t
     last_epoch = len((trained_run / "results.json").read_text().splitlines())
     checkpoint = f"model.pt (epoch {last_epoch})"
     assert [row[0] for row in rows] == ["untrained", checkpoint, f"{checkpoint}, epsilon=0.001", "held-out data"]
-    for row in rows:
-        assert row[1] == "8"  # Ntest samples each; 8 validation functions of 40
-        values = [float(cell) for cell in row[2:]]
-        assert len(values) == 6 and all(value >= 0 for value in values)
-    assert rows[0][2:] != rows[1][2:]  # training changed the samples
+    assert [row[1] for row in rows] == ["8"] * 4  # Ntest samples each, and 8 of the validation functions
+    w_total = {row[0]: float(row[4]) for row in rows}
+    # The checkpoint's row is what eval.py measures for the same checkpoint, seed and batches...
+    assert eval_script.main([f"--exp_name={trained_run}", f"--savedir={tmp_path}", "--mode=generate",
+                             "--checkpoint=model.pt", "--Ntest=8", "--val_batch_size=8", "--seed=0"]) == 0
+    assert w_total[checkpoint] == pytest.approx(json.loads((tmp_path / "metrics.model.pt.json").read_text())["w_total"],
+                                                abs=1e-4)
+    # ... and the held-out row scores the first 8 validation functions against the training split.
+    train, valid = load_data(load_config(trained_run / "config.json"), trained_run.parent / "data")
+    expected = wasserstein_metrics(circular_stats(train), circular_stats(valid[:8]))["w_total"]
+    assert w_total["held-out data"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_quality_names_a_bad_sampler_key(trained_run):

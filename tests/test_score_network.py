@@ -26,7 +26,6 @@ def smooth_functions(n, res):
     {"factorization": "tucker", "rank": 0.5},
 ], ids=["plain", "groupnorm", "film", "tucker"])
 def test_shapes_and_every_parameter_gets_a_gradient(options):
-    torch.manual_seed(0)
     net = UNOScoreNetwork(**SMALL, **options)
     u = torch.randn(3, 14, 14, 2)
     out = net(u, torch.tensor([0.1, 1.0, 10.0]))
@@ -50,7 +49,6 @@ def test_output_at_twice_the_resolution_approximates_the_same_function():
     Close means: much closer than the outputs for two different inputs are to each other
     (at initialisation the output is dominated by biases, so a plain relative error says little).
     """
-    torch.manual_seed(0)
     net = UNOScoreNetwork(res=16, npad=2, d_co_domain=8, fmult=0.5).eval()
     with torch.no_grad():
         coarse = net(smooth_functions(2, 16), torch.ones(2))
@@ -70,7 +68,6 @@ def test_output_is_divided_by_sigma_without_conditioning():
 
 
 def test_film_conditioning_depends_on_each_examples_noise_level():
-    torch.manual_seed(0)
     net = UNOScoreNetwork(**SMALL, num_freqs_input=8)
     with torch.no_grad():  # random FiLM weights are small: make them matter
         for block in [*net.down, *net.up]:

@@ -4,46 +4,25 @@ The experiment scripts run from a copy of the code in a temporary folder, so tha
 developer's own exps/env.sh (which main.sh sources) cannot redirect the test's results.
 """
 
-import hashlib
 import json
-import os
 import pickle
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from conftest import ROOT, TINY, run_command, snapshot
 from src.config import Arguments, config_from_dict
+from src.data import validation_count
 from src.synthetic import write_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = {"batch_size": 8, "val_batch_size": 16, "epochs": 2, "record_interval": 1, "ntrain": 40, "val_size": 0.2,
-        "resolution": 16, "npad": 2, "sigma_1": 2.0, "sigma_L": 0.01, "L": 5, "T": 2, "epsilon": 1e-4,
-        "rbf_scale": 0.1, "d_co_domain": 4, "fmult": 0.5, "Ntest": 8, "num_workers": 0, "ema_rate": 0.9,
-        "augment": True}
+# The original's checkpoint metrics: model.<metric>.pt and samples/best_<metric>.* are its output files.
 METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
-
-
-def environment(**extra):
-    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", **{k: str(v) for k, v in extra.items()}}
-    # main.sh falls back to python3 from the PATH when the code copy has no .venv.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def run(args, cwd, **env):
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=environment(**env), capture_output=True, text=True,
-                          timeout=600)
-
-
-def snapshot(directory: Path) -> dict:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+RES = TINY["resolution"] - TINY["npad"]
+N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +41,6 @@ def code_copy(tmp_path_factory):
     (repo / ".venv" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (repo / ".venv" / "bin" / "python").chmod(0o755)
     shutil.copy(ROOT / "requirements.txt", repo / ".venv" / ".requirements.txt")
-    (repo / "exps" / "json" / "tiny.json").write_text(json.dumps(TINY))
     data = base / "data"
     write_dataset(data, TINY["ntrain"], seed=0)
     return repo, data, base / "saved"
@@ -70,10 +48,10 @@ def code_copy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(code_copy):
-    """`RUN_LOCAL=1 SLURM_JOB_ID=77 bash main.sh sbgm tiny json/tiny.json` from exps/, as the README says."""
+    """`RUN_LOCAL=1 SLURM_JOB_ID=77 bash main.sh sbgm tiny json/debug.json` from exps/, as the README says."""
     repo, data, savedir = code_copy
-    result = run(["bash", "main.sh", "sbgm", "tiny", "json/tiny.json"], cwd=repo / "exps",
-                 RUN_LOCAL=1, SLURM_JOB_ID=77, SAVEDIR=savedir, DATA_DIR=data)
+    result = run_command(["bash", "main.sh", "sbgm", "tiny", "json/debug.json"], cwd=repo / "exps", data_dir=data,
+                         RUN_LOCAL=1, SLURM_JOB_ID=77, SAVEDIR=savedir)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return savedir / "tiny" / "77", result
 
@@ -87,24 +65,25 @@ def assert_png(path):
 def test_every_output_file_exists_and_is_valid(local_run):
     run_dir, _ = local_run
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["epochs"] == 2 and config["d_co_domain"] == 4 and config["noise_method"] == "fft"
+    assert config == {**config, **TINY}  # the json file's values, and every default besides
+    assert set(config) == {field for field in vars(Arguments())}
 
     lines = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2]
+    assert [line["epoch"] for line in lines] == list(range(1, TINY["epochs"] + 1))
     for line in lines:
         assert {"loss", "loss_valid", "epoch", "lr", "time", "w_rough", *METRICS} <= set(line)
         assert all(np.isfinite(line[key]) for key in ("loss", "loss_valid", "w_rough", *METRICS))
 
     with open(run_dir / "gt_stats.pkl", "rb") as f:
         gt = pickle.load(f)
-    assert gt["var"].shape == gt["skew"].shape == (TINY["ntrain"] - 8,)
+    assert gt["var"].shape == gt["skew"].shape == (TINY["ntrain"] - N_VALID,)
 
     for name in ("model.pt", *(f"model.{metric}.pt" for metric in METRICS)):
         state = torch.load(run_dir / name, weights_only=True)
         assert {"weights", "ema", "optimizer", "metrics", "last_epoch"} <= set(state), name
         assert set(state["metrics"]) == set(METRICS)
     final = torch.load(run_dir / "model.pt", weights_only=True)
-    assert final["last_epoch"] == 1
+    assert final["last_epoch"] == TINY["epochs"] - 1
     assert final["metrics"]["w_total"] == min(line["w_total"] for line in lines)
 
     pngs = ["u_noised.png", "u_prior.png", "mean_subsamples.png", "samples/1.png", "samples/2.png",
@@ -119,7 +98,7 @@ def test_every_output_file_exists_and_is_valid(local_run):
     for metric in METRICS:
         with open(run_dir / "samples" / f"best_{metric}.pkl", "rb") as f:
             best = pickle.load(f)
-        assert best["samples"].shape[1:] == (14, 14, 2) and best[metric] == final["metrics"][metric]
+        assert best["samples"].shape[1:] == (RES, RES, 2) and best[metric] == final["metrics"][metric]
     assert not list(run_dir.rglob("*.tmp*")), "temporary files left behind"
 
 
@@ -135,15 +114,15 @@ def test_training_resumes_from_model_pt(local_run, code_copy):
     repo, data, _ = code_copy
     before = torch.load(run_dir / "model.pt", weights_only=True)
     longer = repo / "longer.json"
-    longer.write_text(json.dumps({**TINY, "epochs": 3}))
-    result = run([sys.executable, "train.py", "--cfg", longer, "--savedir", run_dir, "--override_cfg"],
-                 cwd=repo, DATA_DIR=data)
+    longer.write_text(json.dumps({**TINY, "epochs": TINY["epochs"] + 1}))
+    result = run_command([sys.executable, "train.py", "--cfg", longer, "--savedir", run_dir, "--override_cfg"],
+                         cwd=repo, data_dir=data)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming from" in result.stdout and "at epoch 3" in result.stdout
+    assert "Resuming from" in result.stdout and f"at epoch {TINY['epochs'] + 1}" in result.stdout
     lines = [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert [line["epoch"] for line in lines] == list(range(1, TINY["epochs"] + 2))
     after = torch.load(run_dir / "model.pt", weights_only=True)
-    assert after["last_epoch"] == 2
+    assert after["last_epoch"] == TINY["epochs"]
     assert any(not torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
 
 
@@ -155,7 +134,7 @@ def test_validation_leaves_training_unchanged(code_copy, tmp_path):
         cfg = tmp_path / f"record{record_interval}.json"
         cfg.write_text(json.dumps({**TINY, "record_interval": record_interval}))
         run_dir = tmp_path / f"run{record_interval}"
-        result = run([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir], cwd=repo, DATA_DIR=data)
+        result = run_command([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir], cwd=repo, data_dir=data)
         assert result.returncode == 0, result.stderr[-3000:]
         weights.append(torch.load(run_dir / "model.pt", weights_only=True)["weights"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
@@ -187,8 +166,8 @@ def test_cosine_schedule_resumes_where_it_stopped(code_copy, tmp_path):
         for epochs in stops:
             cfg = tmp_path / f"{name}{epochs}.json"
             cfg.write_text(json.dumps({**cosine, "epochs": epochs}))
-            result = run([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir, "--override_cfg"],
-                         cwd=repo, DATA_DIR=data)
+            result = run_command([sys.executable, "train.py", "--cfg", cfg, "--savedir", run_dir, "--override_cfg"],
+                                 cwd=repo, data_dir=data)
             assert result.returncode == 0, result.stderr[-3000:]
         lrs.append([json.loads(line)["lr"] for line in (run_dir / "results.json").read_text().splitlines()])
     assert len(lrs[0]) == 3 and lrs[0][2] < lrs[0][1] < lrs[0][0] < Arguments().lr
@@ -202,27 +181,27 @@ def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, co
     before = snapshot(run_dir)
     wider = repo / "wider.json"
     wider.write_text(json.dumps({**TINY, "d_co_domain": 8}))
-    result = run([sys.executable, "train.py", "--cfg", wider, "--savedir", run_dir, "--override_cfg"],
-                 cwd=repo, DATA_DIR=data)
+    result = run_command([sys.executable, "train.py", "--cfg", wider, "--savedir", run_dir, "--override_cfg"],
+                         cwd=repo, data_dir=data)
     assert result.returncode != 0
     assert "model.pt" in result.stderr and "does not fit" in result.stderr
     assert snapshot(run_dir) == before
 
 
 def test_quickstart_sh_trains_the_config_it_is_given(code_copy, tmp_path):
-    """`bash scripts/quickstart.sh tiny` trains exps/json/tiny.json and says where the results are."""
+    """`bash scripts/quickstart.sh debug` trains exps/json/debug.json and says where the results are."""
     repo, data, _ = code_copy
-    result = run(["bash", "scripts/quickstart.sh", "tiny"], cwd=repo, DATA_DIR=data, SAVEDIR=tmp_path,
-                 SLURM_JOB_ID=9)
+    result = run_command(["bash", "scripts/quickstart.sh", "debug"], cwd=repo, data_dir=data, SAVEDIR=tmp_path,
+                         SLURM_JOB_ID=9)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    run_dir = tmp_path / "tiny" / "9"
+    run_dir = tmp_path / "debug" / "9"
     assert len((run_dir / "results.json").read_text().splitlines()) == TINY["epochs"]
-    assert f"Results in {run_dir}" in result.stdout and "launch_eval.py sbgm tiny/9" in result.stdout
+    assert f"Results in {run_dir}" in result.stdout and "launch_eval.py sbgm debug/9" in result.stdout
 
 
 def test_quickstart_sh_names_an_unknown_config(code_copy, tmp_path):
     repo, data, _ = code_copy
-    result = run(["bash", "scripts/quickstart.sh", "quickstrat"], cwd=repo, DATA_DIR=data, SAVEDIR=tmp_path)
+    result = run_command(["bash", "scripts/quickstart.sh", "quickstrat"], cwd=repo, data_dir=data, SAVEDIR=tmp_path)
     assert result.returncode == 2
     assert "exps/json/quickstrat.json" in result.stderr and "debug" in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -232,8 +211,8 @@ def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
     repo, data, savedir = code_copy
     one_epoch = {**TINY, "epochs": 1}
     (repo / "exps" / "json" / "one.json").write_text(json.dumps(one_epoch))
-    result = run(["bash", "main.sh", "sbgm", "copied", "json/one.json"], cwd=repo / "exps",
-                 SLURM_JOB_ID=5, SAVEDIR=savedir, DATA_DIR=data)
+    result = run_command(["bash", "main.sh", "sbgm", "copied", "json/one.json"], cwd=repo / "exps", data_dir=data,
+                         SLURM_JOB_ID=5, SAVEDIR=savedir)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = savedir / "copied" / "5"
     assert (run_dir / "code" / "train.py").is_file() and (run_dir / "code" / "src" / "diffusion.py").is_file()
@@ -241,20 +220,18 @@ def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["gan", "x", "json/tiny.json"], "not implemented"),
-    (["vae", "x", "json/tiny.json"], "unknown method"),
+    (["gan", "x", "json/debug.json"], "not implemented"),
+    (["vae", "x", "json/debug.json"], "unknown method"),
     (["sbgm", "x", "json/missing.json"], "config file not found"),
 ])
 def test_main_sh_rejects_bad_arguments(code_copy, args, message):
     repo, data, savedir = code_copy
-    result = run(["bash", "main.sh", *args], cwd=repo / "exps", RUN_LOCAL=1, SAVEDIR=savedir, DATA_DIR=data)
+    result = run_command(["bash", "main.sh", *args], cwd=repo / "exps", data_dir=data, RUN_LOCAL=1, SAVEDIR=savedir)
     assert result.returncode != 0 and message in result.stderr
 
 
 def test_main_sh_needs_savedir(code_copy):
     repo, data, _ = code_copy
-    env = environment(RUN_LOCAL=1, DATA_DIR=data)
-    env.pop("SAVEDIR", None)
-    result = subprocess.run(["bash", "main.sh", "sbgm", "x", "json/tiny.json"], cwd=repo / "exps", env=env,
-                            capture_output=True, text=True)
+    result = run_command(["bash", "main.sh", "sbgm", "x", "json/debug.json"], cwd=repo / "exps", data_dir=data,
+                         RUN_LOCAL=1, SAVEDIR=None)
     assert result.returncode != 0 and "SAVEDIR" in result.stderr

@@ -1,62 +1,46 @@
-"""Synthetic stand-in for the Volcano InSAR dataset.
+"""The physics of the synthetic Volcano interferograms: `generate_interferograms`.
 
-The real dataset is a folder of wrapped interferograms of volcanoes, one
-``.int`` file per frame. This module writes files in exactly that format, so
-that everything downstream (``src.data.load_volcano``, training, evaluation)
-can run without the real data.
-
-On-disk format
---------------
-One file per frame, ``synthetic_00000.int``, ``synthetic_00001.int``, ...:
-raw little-endian float32, no header, shape (128, 128, 2) in C order, i.e.
-(row, column, [real, imaginary]); 128 * 128 * 2 * 4 = 131072 bytes. The two
-channels hold the complex interferogram ``amplitude * exp(1j * phase)``; the
-loader only uses its angle.
-
-Physical model
---------------
-Each frame covers a square of 128 x 128 pixels with pixel spacing ``dx``.
-Coordinates are east ``x`` (columns, left to right) and north ``y`` (rows,
-top to bottom is north to south), in metres, with the origin at the frame
-centre. The wrapped phase is::
+This docstring is the one description of the model and its parameters. Each frame is a
+wrapped interferogram of 128 x 128 pixels with pixel spacing ``dx``. Coordinates are east
+``x`` (columns, left to right) and north ``y`` (rows, top to bottom is north to south), in
+metres, with the origin at the frame centre. The wrapped phase is::
 
     phase = wrap(phi_deformation + phi_atmosphere + phi_ramp + phi_0 + noise)
 
-* ``phi_deformation = 4 pi / lambda * u_los``: line-of-sight (LOS) surface
-  displacement of zero, one or two Mogi point sources in an elastic
-  half-space. A source of volume change ``dV`` at depth ``d`` under
-  ``(x0, y0)`` displaces the surface by::
+* ``phi_deformation = 4 pi / lambda * u_los``: line-of-sight (LOS) surface displacement of
+  zero, one or two Mogi point sources in an elastic half-space (Mogi 1958). A source of
+  volume change ``dV`` at depth ``d`` under ``(x0, y0)`` displaces the surface by::
 
       C   = (1 - nu) * dV / pi
       R   = sqrt(r^2 + d^2),   r = horizontal distance to (x0, y0)
       u_z = C * d / R^3        (up)
       u_r = C * r / R^3        (radially outwards)
 
-  The displacement is projected on the unit vector pointing from the ground
-  to a right-looking satellite flying along heading ``h`` (clockwise from
-  north) with incidence angle ``theta``::
+  The displacement is projected on the unit vector pointing from the ground to a
+  right-looking satellite flying along heading ``h`` (clockwise from north) with incidence
+  angle ``theta``::
 
       e = (-sin(theta) cos(h), sin(theta) sin(h), cos(theta))   # (east, north, up)
 
-  so motion towards the satellite (range shortening) gives positive phase.
-  Rather than drawing ``dV`` directly, we draw the number of fringes ``n``
-  above the source, ``n = |u_los(x0, y0)| / (lambda / 2)``, and solve for
-  ``dV = sign * n * (lambda / 2) * pi * d^2 / ((1 - nu) cos(theta))``, which
-  controls the fringe count (the visible quantity) independently of depth.
-  Inflation and deflation are equally likely.
-* ``phi_atmosphere``: turbulent tropospheric delay, a Gaussian random field
-  with power spectrum ``P(k) ~ k^(-8/3)``, synthesised by FFT on a 256 x 256
-  grid and cropped to 128 x 128 (the crop hides the FFT's periodicity), then
-  scaled to a standard deviation ``sigma_atm`` drawn log-uniformly.
-* ``phi_ramp = g * (x cos(a) + y sin(a)) / L``: residual orbital ramp, a
-  plane with total change ``g`` across the frame width ``L = 128 dx``.
-* ``phi_0``: an arbitrary constant offset (interferometric phase is only
-  known up to a constant).
-* ``noise``: decorrelation phase noise, Gaussian with standard deviation
-  given by the Cramer-Rao bound for a coherence ``gamma`` and ``L_looks``
-  looks, ``sigma = sqrt(1 - gamma^2) / (gamma * sqrt(2 L_looks))``.
-* ``amplitude = exp(0.25 * N(0, 1))`` per pixel: a mild, strictly positive
-  random amplitude (strictly positive so it never changes the angle).
+  so motion towards the satellite (range shortening) gives positive phase. Rather than
+  drawing ``dV`` directly, we draw the number of fringes ``n`` above the source,
+  ``n = |u_los(x0, y0)| / (lambda / 2)``, and solve for
+  ``dV = sign * n * (lambda / 2) * pi * d^2 / ((1 - nu) cos(theta))``, which controls the
+  fringe count (the visible quantity) independently of depth. Inflation and deflation are
+  equally likely.
+* ``phi_atmosphere``: turbulent tropospheric delay, a Gaussian random field with the power
+  spectrum ``P(k) ~ k^(-8/3)`` of Kolmogorov turbulence (Hanssen 2001, ch. 4), synthesised by
+  FFT on a 256 x 256 grid and cropped to 128 x 128 (the crop hides the FFT's periodicity),
+  then scaled to a standard deviation ``sigma_atm`` drawn log-uniformly.
+* ``phi_ramp = g * (x cos(a) + y sin(a)) / L``: residual orbital ramp, a plane with total
+  change ``g`` across the frame width ``L = 128 dx``.
+* ``phi_0``: an arbitrary constant offset (interferometric phase is only known up to a
+  constant).
+* ``noise``: decorrelation phase noise, Gaussian with the standard deviation of the
+  Cramer-Rao bound for a coherence ``gamma`` and ``L_looks`` looks (Rodriguez and Martin
+  1992), ``sigma = sqrt(1 - gamma^2) / (gamma * sqrt(2 L_looks))``.
+* ``amplitude = exp(0.25 * N(0, 1))`` per pixel: a mild, strictly positive random amplitude
+  (strictly positive so that it never changes the angle).
 
 Parameter ranges (all uniform unless stated; every frame draws its own):
 
@@ -80,35 +64,36 @@ coherence ``gamma``               0.35 - 0.98, so noise std 0.10 - 1.34 rad
 number of looks ``L_looks``       2
 ================================  ==========================================
 
-These ranges were tuned so that, like real interferograms, frames range from
-clean and nearly constant to fully decorrelated or densely fringed: over 512
-frames the circular variance spans 0.03 - 1.00 (median 0.63) and the circular
-skewness takes both signs (5 % - 95 %: -0.22 - 0.27); see docs/synthetic.org.
+The ranges aim, like real interferograms, at frames from clean and nearly constant to fully
+decorrelated or densely fringed: over the first 256 frames of seed 0 the circular variance
+falls in every tenth of [0, 1] and the circular skewness takes both signs
+(tests/test_synthetic.py checks both).
 
-Determinism: frame ``i`` is drawn from its own random generator seeded with
-``(seed, i)``, so it depends on nothing else: ``--n 10`` writes the first 10
-files of ``--n 4096``, byte for byte.
+Determinism: frame ``i`` is drawn from its own random generator seeded with ``(seed, i)``,
+so it depends on nothing else (not on how many frames are drawn, nor in which batches).
 
-Command line (from the repository root)::
+References
+----------
+Mogi, K. (1958). Relations between the eruptions of various volcanoes and the deformations
+of the ground surfaces around them. Bulletin of the Earthquake Research Institute,
+University of Tokyo, 36, 99-134.
 
-    python -m src.synthetic --outdir DIR [--n 4096] [--seed 0] [--overwrite]
+Rodriguez, E. and Martin, J. M. (1992). Theory and design of interferometric synthetic
+aperture radars. IEE Proceedings F (Radar and Signal Processing), 139(2), 147-159.
+
+Hanssen, R. F. (2001). Radar Interferometry: Data Interpretation and Error Analysis.
+Kluwer Academic Publishers.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.fft
 
-FRAME_SIZE = 128
-FILE_DTYPE = np.dtype("<f4")
-FILE_BYTES = FRAME_SIZE * FRAME_SIZE * 2 * FILE_DTYPE.itemsize
-FILE_NAME_FORMAT = "synthetic_{:05d}.int"
+from src.data import FRAME_SIZE
 
 WAVELENGTH_M = 0.0555
 POISSON_RATIO = 0.25
@@ -133,8 +118,8 @@ AMPLITUDE_LOG_STD = 0.25
 MAX_SOURCES = 2
 # Twice the frame: the cropped field does not see the FFT's periodic wrap.
 _ATMOSPHERE_GRID = 2 * FRAME_SIZE
-# Frames rendered together; bounds memory (~0.5 GB peak) while keeping numpy
-# operations large enough to be efficient.
+# Frames rendered together: large enough for efficient numpy operations, small enough to
+# bound memory whatever the number of frames.
 _BATCH_SIZE = 256
 
 
@@ -374,143 +359,3 @@ def generate_interferograms(n: int, seed: int = 0, start: int = 0) -> np.ndarray
         draws = [_draw_frame(seed, start + index) for index in range(batch_start, batch_stop)]
         interferograms[batch_start:batch_stop] = _render(draws)
     return interferograms
-
-
-def synthetic_file_name(index: int) -> str:
-    """File name of frame ``index``, e.g. ``synthetic_00042.int``."""
-    return FILE_NAME_FORMAT.format(index)
-
-
-def write_dataset(outdir: str | Path, n: int, seed: int = 0, overwrite: bool = False) -> list[Path]:
-    """Write ``n`` synthetic frames as ``.int`` files in the real dataset's format.
-
-    Parameters
-    ----------
-    outdir : str or Path
-        Output folder, created (with parents) if missing.
-    n : int
-        Number of files, ``synthetic_00000.int`` to ``synthetic_{n-1:05d}.int``.
-    seed : int
-        Non-negative seed (see `generate_interferograms`).
-    overwrite : bool
-        Allow replacing existing files of the same names.
-
-    Returns
-    -------
-    list of Path
-        The written files, in frame order.
-
-    Raises
-    ------
-    FileExistsError
-        If a target file exists and ``overwrite`` is False; checked before
-        anything is written.
-    """
-    outdir = Path(outdir)
-    paths = [outdir / synthetic_file_name(index) for index in range(n)]
-    if not overwrite:
-        existing = [path for path in paths if path.exists()]
-        if existing:
-            raise FileExistsError(
-                f"refusing to overwrite {existing[0]} ({len(existing)} of the {n} target files exist); "
-                "pass overwrite=True (--overwrite) to replace them"
-            )
-    outdir.mkdir(parents=True, exist_ok=True)
-    # Generated in chunks so that memory stays bounded for any n.
-    for chunk_start in range(0, n, _BATCH_SIZE):
-        chunk = generate_interferograms(min(_BATCH_SIZE, n - chunk_start), seed=seed, start=chunk_start)
-        for offset, frame in enumerate(chunk):
-            frame.astype(FILE_DTYPE, copy=False).tofile(paths[chunk_start + offset])
-    return paths
-
-
-def plot_synthetic_samples(path: str | Path, n: int = 16, seed: int = 0) -> None:
-    """Save a grid of the phase of the first ``n`` synthetic frames.
-
-    Parameters
-    ----------
-    path : str or Path
-        Output image (PNG), e.g. ``assets/synthetic_samples.png``.
-    n : int
-        Number of frames; laid out on a ceil(sqrt(n)) wide grid.
-    seed : int
-        Seed of the frames (the same frames `write_dataset` writes).
-    """
-    # Figure + Agg canvas rather than pyplot: no global backend state to change.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    import torch
-
-    from src.metrics import circular_stats
-
-    interferograms = generate_interferograms(n, seed=seed)
-    phase = np.arctan2(interferograms[..., 1], interferograms[..., 0])
-    stats = circular_stats(torch.from_numpy(np.stack([np.cos(phase), np.sin(phase)], axis=-1)))
-    variance, skewness = stats["var"], stats["skew"]
-
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    figure = Figure(figsize=(1.6 * columns, 1.7 * rows), dpi=80, layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if index >= n:
-            continue
-        image = ax.imshow(phase[index], cmap="twilight", vmin=-math.pi, vmax=math.pi, interpolation="nearest")
-        ax.set_title(f"var {variance[index]:.2f}  skew {skewness[index]:+.2f}", fontsize=7)
-    colorbar = figure.colorbar(image, ax=axes, shrink=0.6, ticks=[-math.pi, 0, math.pi])
-    colorbar.ax.set_yticklabels(["-π", "0", "π"])
-    colorbar.set_label("wrapped phase (rad)")
-    figure.suptitle(f"Synthetic Volcano interferograms (seed {seed})", fontsize=9)
-    canvas = figure.canvas
-    canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3]
-    # Noisy phase compresses badly in true colour; a 256-colour palette
-    # (the colour map has 256 entries anyway) keeps the PNG small.
-    Image.fromarray(rgb).quantize(colors=256, dither=Image.Dither.NONE).save(path, optimize=True)
-
-
-def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m src.synthetic",
-        description="Write synthetic Volcano InSAR interferograms as raw float32 .int files.",
-    )
-    parser.add_argument("--outdir", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--n", type=int, default=4096, help="number of files (default 4096)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic_*.int files")
-    arguments = parser.parse_args(argv)
-    if arguments.n < 1:
-        parser.error(f"--n must be at least 1, got {arguments.n}")
-    if arguments.seed < 0:
-        parser.error(f"--seed must be non-negative, got {arguments.seed}")
-    return arguments
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the process exit status."""
-    arguments = _parse_arguments(argv)
-    try:
-        paths = write_dataset(arguments.outdir, arguments.n, seed=arguments.seed, overwrite=arguments.overwrite)
-    except FileExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    written = set(paths)
-    others = [path for path in arguments.outdir.rglob("*.int") if path not in written]
-    if others:
-        # load_volcano reads every .int file under its root, these included.
-        print(
-            f"warning: {arguments.outdir} also holds {len(others)} other .int files (e.g. {others[0]}), "
-            "which load_volcano will read too",
-            file=sys.stderr,
-        )
-    size_mb = len(paths) * FILE_BYTES / 1e6
-    print(f"wrote {len(paths)} synthetic interferograms (seed {arguments.seed}, {size_mb:.1f} MB) to {arguments.outdir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Command line of the synthetic Volcano data: the files, a preview figure, or both.
+
+From the repository root::
+
+    python -m src.synthetic --outdir DIR [--n 4096] [--seed 0] [--overwrite]
+    python -m src.synthetic --preview assets/synthetic_samples.png [--seed 0]
+
+``--outdir`` writes ``DIR/synthetic_00000.int`` ... (see `src.synthetic.write_dataset`) and
+prints a one-line summary. It refuses (exit status 1, naming the file) to replace existing
+files unless ``--overwrite`` is given, and warns when ``DIR`` holds other ``.int`` files,
+since `src.data.load_volcano` reads every ``.int`` file under its root.
+
+``--preview PNG`` draws the phase of the first 16 frames of ``--seed`` (the first 16 files
+that ``--outdir`` writes with that seed, whatever ``--n``), titled with each frame's circular
+variance and skewness, and replaces ``PNG``. Given without ``--outdir``, it writes nothing
+else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.data import FILE_BYTES
+from src.synthetic import generate_interferograms, write_dataset
+
+PREVIEW_FRAMES = 16
+PREVIEW_COLUMNS = 4
+
+
+def write_preview(path: Path, seed: int) -> None:
+    """Phase grid of the first `PREVIEW_FRAMES` frames of ``seed``, saved to ``path``."""
+    # Imported here: matplotlib costs seconds of start-up that writing files does not need.
+    from src.metrics import circular_stats
+    from src.plotting import plot_phase_grid
+
+    frames = generate_interferograms(PREVIEW_FRAMES, seed=seed)
+    phase = np.arctan2(frames[..., 1], frames[..., 0])
+    u = torch.from_numpy(np.stack([np.cos(phase), np.sin(phase)], axis=-1))
+    stats = circular_stats(u)
+    titles = [f"var {variance:.2f}  skew {skewness:+.2f}" for variance, skewness in zip(stats["var"], stats["skew"])]
+    plot_phase_grid(u, [path], PREVIEW_COLUMNS, titles=titles,
+                    suptitle=f"Synthetic Volcano interferograms (seed {seed})")
+
+
+def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.synthetic",
+        description="Write synthetic Volcano InSAR interferograms as .int files (the format of src/data.py), "
+                    "a preview figure of the first 16, or both.",
+    )
+    parser.add_argument("--outdir", type=Path, help="output folder of the .int files (created if missing)")
+    parser.add_argument("--n", type=int, default=4096, help="number of files (default 4096)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic_*.int files")
+    parser.add_argument("--preview", type=Path, metavar="PNG",
+                        help=f"draw the first {PREVIEW_FRAMES} frames of the seed to this PNG (replaced if it exists)")
+    arguments = parser.parse_args(argv)
+    if arguments.outdir is None and arguments.preview is None:
+        parser.error("give --outdir (the .int files), --preview (a figure) or both")
+    if arguments.n < 1:
+        parser.error(f"--n must be at least 1, got {arguments.n}")
+    if arguments.seed < 0:
+        parser.error(f"--seed must be non-negative, got {arguments.seed}")
+    return arguments
+
+
+def _write_files(outdir: Path, n: int, seed: int, overwrite: bool) -> int:
+    """`write_dataset` with the command's messages; returns the exit status."""
+    try:
+        paths = write_dataset(outdir, n, seed=seed, overwrite=overwrite)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    written = set(paths)
+    others = [path for path in outdir.rglob("*.int") if path not in written]
+    if others:
+        # load_volcano reads every .int file under its root, these included.
+        print(
+            f"warning: {outdir} also holds {len(others)} other .int files (e.g. {others[0]}), "
+            "which load_volcano will read too",
+            file=sys.stderr,
+        )
+    size_mb = len(paths) * FILE_BYTES / 1e6
+    print(f"wrote {len(paths)} synthetic interferograms (seed {seed}, {size_mb:.1f} MB) to {outdir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the process exit status."""
+    arguments = _parse_arguments(argv)
+    if arguments.outdir is not None:
+        status = _write_files(arguments.outdir, arguments.n, arguments.seed, arguments.overwrite)
+        if status != 0:
+            return status
+    if arguments.preview is not None:
+        write_preview(arguments.preview, arguments.seed)
+        print(f"wrote the first {PREVIEW_FRAMES} frames of seed {arguments.seed} to {arguments.preview}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
