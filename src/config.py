@@ -42,7 +42,7 @@ class Arguments:
     schedule: str = "geometric"             # spacing of the noise levels: 'geometric' or 'linear'
 
     # --- data
-    ntrain: int = 4096                      # number of *.int files to load from $DATA_DIR
+    ntrain: int = 4096                      # number of *.int files to load from $DATA_DIR, validation split included
     resolution: int = 128                   # resize the 128 px interferograms to this many pixels...
     npad: int = 8                           # ...then crop to resolution - npad; the network pads back by npad
     scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
@@ -59,9 +59,9 @@ class Arguments:
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
 
     # --- noise distribution (Gaussian random field)
-    rbf_scale: float = 1.0                  # length scale of the kernel (larger = smoother noise)
+    rbf_scale: float = 1.0                  # length scale l of noise_kernel (larger = smoother); not an RBF's: see noise_kernel
     rbf_eps: float = 0.01                   # std of white noise added to the field (the original's Cholesky jitter)
-    noise_kernel: str = "exponential"       # covariance kernel; see src/noise.py (the original's 'rbf' is 'exponential')
+    noise_kernel: str = "exponential"       # covariance kernel (src/noise.py); the original's "rbf" is exponential, exp(-r / (2 l^2))
     noise_method: str = "fft"               # 'fft' (exact circulant embedding) or 'cholesky' (dense reference)
 
     # --- score network (U-shaped neural operator)

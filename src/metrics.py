@@ -2,9 +2,11 @@
 
 An interferogram stores a phase as (cos, sin) in its last axis; its pixels are angles, so
 ordinary moments mean little. Each function (image) is summarised by its circular variance
-and circular skewness (as in the GANO paper and the original code), and a generator is
-judged by the 1-D Wasserstein distance between the distributions of these summaries over
-the real and the generated sets.
+1 - R_1 and circular skewness R_2 sin(T_2 - 2 T_1) / (1 - R_1)^(3/2), with R_k e^(i T_k) the
+k-th trigonometric moment of its pixels' phases (Mardia & Jupp 2000, "Directional
+statistics", sec. 2.3), as in the GANO paper (Rahman et al. 2022, arXiv 2205.03017) and the
+original code; a generator is judged by the 1-D Wasserstein distance between the
+distributions of these summaries over the real and the generated sets.
 
 Circular variance and skewness are moments of an image's histogram of phases: shuffling
 its pixels changes neither, so they cannot tell fringes from noise of the same phase
