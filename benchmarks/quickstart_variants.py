@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
-from src.data import validation_count  # noqa: E402
+from src.data import steps_per_epoch, validation_count  # noqa: E402
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
@@ -37,7 +37,7 @@ COLUMNS = ("loss", "loss_valid", "w_var", "w_skew", "w_total", "w_rough")
 def training_steps(args) -> int:
     """Optimiser steps of a train.py run of this config."""
     n_train = args.ntrain - validation_count(args.ntrain, args.val_size)
-    return args.epochs * train.steps_per_epoch(n_train, args.batch_size)
+    return args.epochs * steps_per_epoch(n_train, args.batch_size)
 
 
 def main() -> None:

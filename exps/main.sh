@@ -47,7 +47,7 @@ else
   # A requeued job finds its copy already there and keeps it.
   if [ ! -d "$CODE_DIR" ]; then
     mkdir -p "$CODE_DIR.partial"
-    cp -r "$REPO_DIR"/train.py "$REPO_DIR"/eval.py "$REPO_DIR"/plot_stats.py "$REPO_DIR"/src "$REPO_DIR"/exps \
+    cp -r "$REPO_DIR"/train.py "$REPO_DIR"/resume.py "$REPO_DIR"/eval.py "$REPO_DIR"/plot_stats.py "$REPO_DIR"/src "$REPO_DIR"/exps \
       "$REPO_DIR"/requirements.txt "$CODE_DIR.partial"/
     mv "$CODE_DIR.partial" "$CODE_DIR"
   fi

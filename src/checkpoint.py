@@ -3,14 +3,19 @@
 A checkpoint is a plain dict of tensors and numbers, loadable with
 ``torch.load(path, weights_only=True)``::
 
-    weights     model state dict
-    ema         EMA shadow weights (state dict) or None
-    optimizer   Adam state dict
-    metrics     {metric name: best value so far}
-    last_epoch  index of the last finished epoch (0-based)
+    weights       model state dict
+    ema           EMA shadow weights (state dict) or None
+    optimizer     Adam state dict
+    metrics       {metric name: best value so far}
+    last_epoch    index of the last finished epoch (0-based; -1 before the first)
+    epoch, step   where training goes on: step ``step`` (0-based) of epoch ``epoch``
+    epoch_losses  (step,) the losses of that epoch's steps so far, for its mean
+    rng           torch's global random states (CPU, and CUDA per device), restored on resume
 
-Writes are atomic (a temporary file in the same folder, then ``os.replace``), so a job
-killed while saving never leaves a truncated checkpoint behind.
+Training itself draws from generators seeded by (seed, epoch, step), so the position is all
+that exact resumption needs of randomness; ``rng`` keeps the global states for code that
+draws from them. Writes are atomic (see `src.files`), so a job killed while saving never
+leaves a truncated checkpoint behind.
 """
 
 import contextlib
@@ -60,14 +65,24 @@ class EMA:
             self.shadow[name].copy_(value)
 
 
-def save_checkpoint(path: Path, model: nn.Module, ema, optimizer, metrics: dict, last_epoch: int) -> None:
-    """Write a checkpoint atomically (see module docstring for its keys)."""
+def save_checkpoint(path: Path, model: nn.Module, ema, optimizer, metrics: dict, epoch: int, step: int,
+                    epoch_losses) -> None:
+    """Write a checkpoint atomically (see the module docstring for its keys).
+
+    ``epoch`` (0-based) and ``step`` are where training goes on from: step ``step`` of epoch
+    ``epoch``, after the steps whose losses are ``epoch_losses``.
+    """
     state = {
         "weights": model.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
         "optimizer": optimizer.state_dict(),
         "metrics": dict(metrics),
-        "last_epoch": last_epoch,
+        "last_epoch": epoch - 1,
+        "epoch": epoch,
+        "step": step,
+        "epoch_losses": torch.stack(list(epoch_losses)).cpu() if len(epoch_losses) else torch.empty(0),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
     with atomic_paths([path]) as (temporary,):
         torch.save(state, temporary)
@@ -79,6 +94,8 @@ def load_checkpoint(path: Path, device) -> dict:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors come in many types
         raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a checkpoint of this project (a {type(state).__name__}, not a dict)")
     missing = {"weights", "metrics", "last_epoch"} - set(state)
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this project: it lacks {sorted(missing)}")

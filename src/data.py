@@ -1,4 +1,4 @@
-"""The Volcano InSAR dataset: the ``.int`` file format, loading, splitting, augmenting.
+"""The Volcano InSAR dataset: the ``.int`` file format, loading, splitting, batching, flipping.
 
 The ``.int`` format (the real dataset's, defined here and nowhere else): one wrapped
 interferogram per file, raw little-endian float32 of shape (128, 128, 2) in C order, i.e.
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from src.progress import progress_bar
 
@@ -210,45 +209,36 @@ def split_train_valid(x: torch.Tensor, val_size: float, seed: int = 0) -> tuple[
     return x[order[:n_train]], x[order[n_train:]]
 
 
-class VolcanoDataset(Dataset):
-    """Frames of phase unit vectors, optionally randomly flipped.
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Batches of an epoch: an incomplete last batch is dropped unless it is the only one."""
+    return n_train // batch_size if n_train >= batch_size else 1
 
-    Parameters
-    ----------
-    X : torch.Tensor, shape (N, res, res, 2)
-        Channels last, as returned by `load_volcano`.
-    augment : bool
-        Flip each returned frame horizontally and, independently, vertically,
-        each with probability 0.5. Randomness comes from torch's global
-        generator, which DataLoader seeds differently in each worker.
+
+def epoch_batches(n_train: int, batch_size: int, seed: int, epoch: int,
+                  augment: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The batches of one training epoch, a function of its arguments only.
+
+    The order and the flips come from a generator seeded with (seed, epoch), so a run resumed
+    at any step of any epoch sees the batches the uninterrupted run saw.
+
+    Returns
+    -------
+    list of (indices, flips), `steps_per_epoch` of them: ``indices`` (B,) into the training
+    functions, each function at most once an epoch; ``flips`` (B, 2) bool, flip horizontally
+    and vertically (all False without ``augment``); see `flip`.
     """
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    order = torch.randperm(n_train, generator=generator)
+    flips = torch.rand(n_train, 2, generator=generator) < 0.5
+    if not augment:
+        flips.zero_()
+    size = min(batch_size, n_train)
+    return [(order[start:start + size], flips[start:start + size])
+            for start in range(0, steps_per_epoch(n_train, batch_size) * size, size)]
 
-    def __init__(self, X: torch.Tensor, augment: bool = False):
-        if X.ndim != 4 or X.shape[1] != X.shape[2] or X.shape[3] != 2:
-            raise ValueError(f"expected a tensor of shape (N, res, res, 2), got {tuple(X.shape)}")
-        self._X = X
-        self.augment = augment
 
-    @property
-    def X(self) -> torch.Tensor:
-        """The whole tensor, shape (N, res, res, 2)."""
-        return self._X
-
-    @property
-    def res(self) -> int:
-        """Side of the frames."""
-        return self._X.shape[1]
-
-    def __len__(self) -> int:
-        return self._X.shape[0]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        """Frame ``index``, shape (res, res, 2)."""
-        frame = self._X[index]
-        if self.augment:
-            # Flipping the spatial axes keeps (cos, sin) valid: no channel changes.
-            if torch.rand(()) < 0.5:
-                frame = torch.flip(frame, dims=(1,))  # horizontal: columns reversed
-            if torch.rand(()) < 0.5:
-                frame = torch.flip(frame, dims=(0,))  # vertical: rows reversed
-        return frame
+def flip(u: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Functions u (B, res, res, 2) flipped where ``flips`` (B, 2) says: [:, 0] reverses the
+    columns (horizontal), [:, 1] the rows. A flip keeps (cos, sin) valid: no channel changes."""
+    u = torch.where(flips[:, 0, None, None, None], u.flip(2), u)
+    return torch.where(flips[:, 1, None, None, None], u.flip(1), u)

@@ -1,8 +1,9 @@
 """Writing result files atomically.
 
-A file is first written beside its target under a temporary name and then moved over it
-with ``os.replace``, so that a job killed mid-write, or a write that fails, never leaves a
-truncated checkpoint, result or config behind, and never damages the earlier one.
+A file is first written beside its target under a temporary name, flushed to the disk, and
+then moved over it with ``os.replace`` (and the rename flushed too), so that a job killed
+mid-write, a write that fails (a full disk) or a node that crashes never leaves a truncated
+checkpoint, result or config behind, and never damages the earlier one.
 """
 
 import contextlib
@@ -18,6 +19,16 @@ def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
     return mask
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk: a rename or a write survives a
+    node crash only once fsynced, not just the death of the process."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 @contextlib.contextmanager
@@ -39,9 +50,13 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
         yield temporaries
         # mkstemp makes files only their owner can read; give them the mode open() would.
         mode = 0o666 & ~_umask()
-        for temporary, target in zip(temporaries, targets):
+        for temporary in temporaries:
             os.chmod(temporary, mode)
+            fsync_file(temporary)  # the content is on disk before any rename can be
+        for temporary, target in zip(temporaries, targets):
             os.replace(temporary, target)
+        for folder in {target.parent for target in targets}:
+            fsync_file(folder)  # and so are the renames
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
@@ -61,3 +76,29 @@ def write_outputs(files: dict) -> None:
             else:
                 with open(temporary, "wb") as f:
                     pickle.dump(files[path], f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed writers left below ``folder`` (a SIGKILL skips
+    `atomic_paths`' clean-up); call it only where no other process is writing. The removed paths."""
+    stale = [path for path in Path(folder).rglob(".*.tmp*") if path.is_file()]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` atomically."""
+    with atomic_paths([path]) as (temporary,):
+        temporary.write_text(text)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a log such as results.json and flush it to the disk.
+
+    An append is not atomic: a kill can leave a partial last line, which readers of such logs
+    skip (see train.results_up_to)."""
+    with open(path, "a") as log:
+        log.write(line + "\n")
+        log.flush()
+        os.fsync(log.fileno())

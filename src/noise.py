@@ -47,7 +47,7 @@ from collections.abc import Callable
 import torch
 
 __all__ = ["KERNELS", "NOISE_METHODS", "CholeskyGRF", "CirculantEmbeddingFallbackWarning", "FFTGRF",
-           "IndependentGaussian", "IsotropicKernel", "NoiseSampler", "build_noise_sampler",
+           "IndependentGaussian", "IsotropicKernel", "NoiseSampler", "NoiseTooLargeError", "build_noise_sampler",
            "circulant_embedding_eigenvalues", "compact_embedding_size", "embedding_covariance_error",
            "minimal_embedding_size"]
 
@@ -334,6 +334,28 @@ class CirculantEmbeddingFallbackWarning(RuntimeWarning):
     """The circulant embedding is not positive semi-definite; Cholesky is used instead."""
 
 
+class NoiseTooLargeError(ValueError):
+    """The GRF has no circulant embedding and its dense fallback would not fit in memory."""
+
+
+def _embedding_suggestion(res: int, kernel: Kernel, rbf_eps: float) -> str:
+    """Which shorter length scale of the same kernel embeds on the full torus (or doubled)."""
+    generic = "A shorter length scale, or noise_method: cholesky to accept the dense sampler and its memory"
+    if not isinstance(kernel, IsotropicKernel):
+        return generic
+    full_size = minimal_embedding_size(res)
+    scale = kernel.length_scale
+    for _ in range(20):
+        scale /= 2 ** 0.5
+        shorter = IsotropicKernel(kernel.name, scale)
+        for size in (full_size, 2 * full_size, 4 * full_size):
+            eigenvalues = circulant_embedding_eigenvalues(res, shorter, size) + rbf_eps**2
+            if eigenvalues.min().item() >= -1e-10 * eigenvalues.max().item():
+                return (f"rbf_scale={scale:.3g} with the same kernel embeds (the paper's configs use 0.05 to 0.2); "
+                        "noise_method: cholesky accepts the dense sampler and its memory")
+    return generic
+
+
 class FFTGRF(_GaussianRandomField):
     """GRF by circulant embedding: exact draws of ``N(0, C + rbf_eps^2 I)``, O(m^2 log m) each.
 
@@ -354,6 +376,9 @@ class FFTGRF(_GaussianRandomField):
         Bound on the complex tori drawn at once: the working memory of ``sample``.
     tail_tolerance : float
         Covariance error allowed to shrink the torus (``compact_embedding_size``); 0 keeps it full.
+    max_fallback_bytes : float
+        ``NoiseTooLargeError`` instead of a fallback whose dense covariance (``8 res^4`` bytes)
+        exceeds this.
 
     Attributes
     ----------
@@ -367,7 +392,8 @@ class FFTGRF(_GaussianRandomField):
 
     def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu", *,
                  max_doublings: int = 3, max_embedding_size: int = 8192, negative_tolerance: float = 1e-10,
-                 max_chunk_bytes: int = 256 * 2**20, tail_tolerance: float = 1e-12) -> None:
+                 max_chunk_bytes: int = 256 * 2**20, tail_tolerance: float = 1e-12,
+                 max_fallback_bytes: float = math.inf) -> None:
         super().__init__(res, kernel, rbf_eps, device)
         self.max_chunk_bytes = max_chunk_bytes
         self.tail_tolerance = tail_tolerance
@@ -396,6 +422,14 @@ class FFTGRF(_GaussianRandomField):
         doublings = max(0, sizes.index(embedding_size) - sizes.index(full_size))
 
         if not embedding_is_valid:
+            dense_bytes = 8 * res**4  # the float64 covariance that the Cholesky factor is made from
+            if dense_bytes > max_fallback_bytes:
+                raise NoiseTooLargeError(
+                    f"the noise {kernel!r} with rbf_eps={rbf_eps} has no circulant embedding at {res} x {res} "
+                    f"points (most negative eigenvalue {most_negative / largest:.1e} of the largest at torus "
+                    f"size {embedding_size}), and its dense Cholesky fallback would need "
+                    f"{dense_bytes / 2**30:.1f} GiB for the covariance alone (limit "
+                    f"{max_fallback_bytes / 2**30:.1f} GiB). {_embedding_suggestion(res, kernel, rbf_eps)}")
             warnings.warn(
                 f"circulant embedding of {kernel!r} at res={res} with rbf_eps={rbf_eps} is not "
                 f"positive semi-definite: most negative eigenvalue {most_negative:.3e} "
@@ -447,13 +481,15 @@ class FFTGRF(_GaussianRandomField):
 
 def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: float,
                         kernel: str = "exponential", method: str = "fft",
-                        device: torch.device | str = "cpu") -> NoiseSampler:
+                        device: torch.device | str = "cpu", max_dense_bytes: float = 2**30) -> NoiseSampler:
     """The noise sampler of a training or evaluation configuration.
 
     ``white_noise`` gives ``IndependentGaussian`` (``kernel`` and ``method`` are still
     validated); else ``method`` ``"fft"`` gives ``FFTGRF`` and ``"cholesky"`` ``CholeskyGRF``,
     with kernel ``IsotropicKernel(kernel, rbf_scale)``.  Raises ``ValueError`` naming an
-    unknown ``kernel`` or ``method`` (and listing the valid ones) or a number out of range.
+    unknown ``kernel`` or ``method`` (and listing the valid ones) or a number out of range,
+    and ``NoiseTooLargeError`` when ``"fft"`` would fall back to a dense covariance of more
+    than ``max_dense_bytes`` (the message suggests a length scale that embeds).
     """
     if kernel not in KERNELS:
         raise ValueError(f"unknown noise kernel {kernel!r}; valid kernels: {sorted(KERNELS)}")
@@ -463,5 +499,5 @@ def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: 
         return IndependentGaussian(res, device)
     covariance_function = IsotropicKernel(kernel, rbf_scale)
     if method == "fft":
-        return FFTGRF(res, covariance_function, rbf_eps, device)
+        return FFTGRF(res, covariance_function, rbf_eps, device, max_fallback_bytes=max_dense_bytes)
     return CholeskyGRF(res, covariance_function, rbf_eps, device)

@@ -1,4 +1,4 @@
-"""Tests of the Volcano data (src/data.py): the .int format, loading, splitting, augmenting."""
+"""Tests of the Volcano data (src/data.py): the .int format, loading, splitting, batching, flipping."""
 
 import re
 import struct
@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from src.data import (
-    VolcanoDataset,
+    epoch_batches,
+    flip,
     load_volcano,
     read_interferogram_phase,
     split_train_valid,
+    steps_per_epoch,
     write_interferogram,
 )
 from src.synthetic import generate_interferograms, write_dataset
@@ -253,40 +255,33 @@ def test_split_rounds_and_allows_an_empty_validation_set():
         split_train_valid(x, 1.5)
 
 
-def test_dataset_without_augmentation_returns_frames_unchanged():
-    x = torch.randn(5, 8, 8, 2, generator=torch.Generator().manual_seed(0))
-    dataset = VolcanoDataset(x)
-    assert len(dataset) == 5
-    assert all(torch.equal(dataset[i], x[i]) for i in range(5))
+@pytest.mark.parametrize("n_train, batch_size, steps", [(32, 8, 4), (35, 8, 4), (5, 8, 1), (8, 8, 1)])
+def test_an_epoch_visits_each_function_at_most_once_in_full_batches(n_train, batch_size, steps):
+    batches = epoch_batches(n_train, batch_size, seed=0, epoch=3, augment=False)
+    assert len(batches) == steps_per_epoch(n_train, batch_size) == steps
+    indices = torch.cat([indices for indices, _ in batches])
+    assert len(set(indices.tolist())) == len(indices) == steps * min(batch_size, n_train)
+    assert all(len(indices) == min(batch_size, n_train) for indices, _ in batches)  # the remainder is dropped
 
 
-def test_dataset_augmentation_flips_both_ways_at_random():
-    frame = torch.randn(1, 8, 8, 2, generator=torch.Generator().manual_seed(0))
-    dataset = VolcanoDataset(frame, augment=True)
-    variants = {
-        "none": frame[0],
-        "horizontal": torch.flip(frame[0], dims=(1,)),
-        "vertical": torch.flip(frame[0], dims=(0,)),
-        "both": torch.flip(frame[0], dims=(0, 1)),
-    }
-    torch.manual_seed(0)
-    counts = dict.fromkeys(variants, 0)
-    for _ in range(400):
-        sample = dataset[0]
-        assert sample.shape == (8, 8, 2)
-        matches = [name for name, variant in variants.items() if torch.equal(sample, variant)]
-        assert len(matches) == 1
-        counts[matches[0]] += 1
-    # Each of the 4 outcomes has probability 1/4: 100 expected, std ~ 9.
-    assert all(60 < count < 140 for count in counts.values()), counts
+def test_epoch_batches_depend_on_seed_and_epoch_only():
+    """What exact resumption rests on: the same (seed, epoch) gives the same batches in any process."""
+    def order(seed, epoch):
+        return torch.cat([torch.cat([i, f.flatten()]) for i, f in epoch_batches(40, 8, seed, epoch, augment=True)])
 
-    torch.manual_seed(123)
-    first = [dataset[0] for _ in range(10)]
-    torch.manual_seed(123)
-    second = [dataset[0] for _ in range(10)]
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    torch.rand(5)  # the global random state plays no part
+    assert torch.equal(order(0, 1), order(0, 1))
+    assert not torch.equal(order(0, 1), order(0, 2)) and not torch.equal(order(0, 1), order(1, 1))
 
 
-def test_dataset_rejects_channels_first_tensors():
-    with pytest.raises(ValueError, match=r"\(N, res, res, 2\)"):
-        VolcanoDataset(torch.zeros(3, 2, 8, 8))
+def test_flips_reverse_columns_or_rows_and_only_with_augment():
+    u = torch.randn(4, 6, 6, 2, generator=torch.Generator().manual_seed(0))
+    flips = torch.tensor([[False, False], [True, False], [False, True], [True, True]])
+    flipped = flip(u, flips)
+    assert torch.equal(flipped[0], u[0])
+    assert torch.equal(flipped[1], torch.flip(u[1], dims=(1,)))
+    assert torch.equal(flipped[2], torch.flip(u[2], dims=(0,)))
+    assert torch.equal(flipped[3], torch.flip(u[3], dims=(0, 1)))
+    drawn = torch.cat([f for _, f in epoch_batches(4000, 4000, seed=0, epoch=0, augment=True)])
+    assert drawn.float().mean(0).tolist() == pytest.approx([0.5, 0.5], abs=0.03)  # each flip half the time
+    assert not any(f.any() for _, f in epoch_batches(40, 8, seed=0, epoch=0, augment=False))

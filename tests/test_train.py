@@ -31,7 +31,7 @@ def code_copy(tmp_path_factory):
     base = tmp_path_factory.mktemp("train")
     repo = base / "repo"
     repo.mkdir()
-    for name in ("train.py", "eval.py", "plot_stats.py", "requirements.txt"):
+    for name in ("train.py", "resume.py", "eval.py", "plot_stats.py", "requirements.txt"):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "exps", repo / "exps", ignore=shutil.ignore_patterns("env.sh"))
@@ -138,14 +138,6 @@ def test_validation_leaves_training_unchanged(code_copy, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         weights.append(torch.load(run_dir / "model.pt", weights_only=True)["weights"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-
-
-@pytest.mark.parametrize("n_train, batch_size", [(32, 8), (35, 8), (5, 8), (8, 8)])
-def test_steps_per_epoch_counts_the_training_loader(n_train, batch_size):
-    """steps_per_epoch (the variants benchmark's count) is the length of train.py's loader."""
-    from train import steps_per_epoch, training_loader
-    args = config_from_dict({"batch_size": batch_size, "num_workers": 0})
-    assert steps_per_epoch(n_train, batch_size) == len(training_loader(torch.zeros(n_train, 4, 4, 2), args))
 
 
 def test_cosine_schedule_decays_the_lr_to_zero_over_the_run():

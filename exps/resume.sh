@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Resume a stopped run: bash resume.sh <sbgm|gan> <experiment name> <id>
+#
+# Runs resume.py on $SAVEDIR/<experiment name>/<id> (SAVEDIR and DATA_DIR from the environment
+# or from env.sh next to this script), with the run's own copy of the code (<run>/code, made by
+# main.sh) when it has one, so that a resumed run is trained by the code that started it.
+set -euo pipefail
+EXPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$EXPS_DIR")"
+if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
+
+usage() { echo "usage: bash resume.sh <sbgm|gan> <experiment name> <id>" >&2; exit 2; }
+[ $# -eq 3 ] || usage
+METHOD="$1"; NAME="$2"; ID="$3"
+case "$METHOD" in
+  sbgm) ;;
+  gan) echo "resume.sh: the GANO baseline (method 'gan') is not implemented yet" >&2; exit 2 ;;
+  *) echo "resume.sh: unknown method '$METHOD'" >&2; usage ;;
+esac
+: "${SAVEDIR:?resume.sh: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
+: "${DATA_DIR:?resume.sh: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
+case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
+case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
+export DATA_DIR
+RUN="$SAVEDIR/$NAME/$ID"
+[ -d "$RUN" ] || { echo "resume.sh: no run $RUN; runs of $NAME: $(ls "$SAVEDIR/$NAME" 2>/dev/null | tr '\n' ' ')" >&2; exit 2; }
+
+PYTHON=python3
+if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
+CODE_DIR="$REPO_DIR"
+if [ -f "$RUN/code/train.py" ]; then CODE_DIR="$RUN/code"; fi
+echo "resuming $RUN with the code in $CODE_DIR"
+cd "$CODE_DIR"
+if [ -f resume.py ]; then
+  exec "$PYTHON" resume.py "$RUN"
+fi
+# A code copy older than resume.py: the same thing through train.py.
+exec "$PYTHON" train.py --cfg "$RUN/config.json" --savedir "$RUN"

@@ -1,0 +1,67 @@
+"""train.py with a fault injected at a chosen point, for tests/test_resume.py.
+
+    python tests/interrupted_train.py <point> <n> <KILL|USR1> <train.py arguments...>
+
+At the n-th time the run reaches ``point`` it sends itself the signal: SIGKILL (a node or OOM
+kill: nothing runs after it) or SIGUSR1 (Slurm's warning before a time limit or preemption).
+
+    step        the n-th training step, before its loss
+    validation  the n-th validation sampling, before it starts
+    line        the n-th results.json line, just after it is written
+    checkpoint  the n-th write of model.pt, after its temporary file is complete, before the rename
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import src.files  # noqa: E402
+import train  # noqa: E402
+
+point, n, signal_name, train_args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+calls = 0
+
+
+def reached() -> None:
+    global calls
+    calls += 1
+    if calls == n:
+        os.kill(os.getpid(), getattr(signal, f"SIG{signal_name}"))
+
+
+def before(function):
+    def wrapped(*args, **kwargs):
+        reached()
+        return function(*args, **kwargs)
+    return wrapped
+
+
+def after(function):
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        reached()
+        return result
+    return wrapped
+
+
+if point == "step":
+    train.flip = before(train.flip)
+elif point == "validation":
+    train.sample = before(train.sample)
+elif point == "line":
+    train.append_line = after(train.append_line)
+elif point == "checkpoint":
+    replace = src.files.os.replace
+
+    def replace_checkpoint(source, target):
+        if Path(target).name == "model.pt":
+            reached()
+        return replace(source, target)
+
+    src.files.os.replace = replace_checkpoint
+else:
+    sys.exit(f"unknown point {point!r}")
+sys.exit(train.main(train_args))
