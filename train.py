@@ -87,12 +87,19 @@ def step_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
 
 
 class StopRequest:
-    """Remembers a stop signal (SIGUSR1, SIGTERM) so the step in progress can finish first."""
+    """While in use, remembers a stop signal (SIGUSR1, SIGTERM) so that the step in progress can
+    finish first; the previous handlers come back afterwards."""
 
     def __init__(self):
         self.signal = None
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self.request)
+
+    def __enter__(self):
+        self.previous = {signum: signal.signal(signum, self.request) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def request(self, signum, frame) -> None:
         self.signal = signal.Signals(signum).name
@@ -175,7 +182,7 @@ def resume(checkpoint_path: Path, model, ema, optimizer, device) -> dict:
     return state
 
 
-def run(args: Arguments, savedir: Path, data_dir: str) -> None:
+def run(args: Arguments, savedir: Path, data_dir: str, stop: StopRequest) -> None:
     device = default_device()
     torch.manual_seed(args.seed)  # the initial weights
     train, valid = load_data(args, data_dir)
@@ -211,7 +218,6 @@ def run(args: Arguments, savedir: Path, data_dir: str) -> None:
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, model, ema, optimizer, best, epoch=epoch, step=step, epoch_losses=losses)
 
-    stop = StopRequest()
     total_steps = args.epochs * batches_per_epoch
     while epoch < args.epochs:
         started = time.time()
@@ -280,6 +286,8 @@ def check_writable(savedir: Path) -> None:
     folder = savedir
     while not folder.exists():
         folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot make --savedir {savedir}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write to {folder} (for --savedir {savedir}): permission denied")
 
@@ -294,7 +302,8 @@ def main(argv=None) -> int:
         if not data_dir:
             raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
                               "files (python -m src.synthetic --outdir DIR makes a synthetic one)")
-        run(args, savedir, data_dir)
+        with StopRequest() as stop:
+            run(args, savedir, data_dir, stop)
     except (ConfigError, TrainingError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -136,6 +136,14 @@ def _check_values(args: Arguments) -> None:
     require(args.ema_rate is None or 0.0 <= args.ema_rate < 1.0, "ema_rate", "must be null or in [0, 1)")
 
 
+def _fails(function, argument, exceptions) -> bool:
+    try:
+        function(argument)
+    except exceptions:
+        return True
+    return False
+
+
 def config_from_dict(values: dict, source: str = "config") -> Arguments:
     """Type-check ``values`` against `Arguments` (defaults fill what is missing).
 
@@ -144,11 +152,17 @@ def config_from_dict(values: dict, source: str = "config") -> Arguments:
     ConfigError
         naming the unknown key, the key of the wrong type or the impossible value.
     """
+    def typed(values: dict) -> Arguments:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Arguments), values))
+
+    # OmegaConf raises TypeError, without the key, for a container where a list belongs.
+    failures = (OmegaConfBaseException, TypeError, ValueError)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Arguments), values)
-        args = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as error:
+        args = typed(values)
+    except failures as error:
         key = getattr(error, "full_key", None) or getattr(error, "key", None)
+        if not key:  # find it: the first key that fails alone
+            key = next((k for k in values if _fails(typed, {k: values[k]}, failures)), None)
         reason = str(error).splitlines()[0]
         raise ConfigError(f"{source}: bad config key '{key}': {reason}") from None
     try:

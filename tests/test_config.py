@@ -2,10 +2,13 @@
 
 import argparse
 import json
+import re
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, run_command
 from src.config import Arguments, ConfigError, config_from_dict, load_config, parse_key_value
@@ -110,3 +113,30 @@ def test_key_value_items_split_at_the_first_equals_sign():
     for bad in ("sigma_1", "=20", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="is not KEY=VALUE"):
             parse_key_value(bad)
+
+
+# --- Arbitrary JSON (hypothesis): either a ConfigError or a whole, valid config ---------------
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6),
+                                                                                          children, max_size=3),
+                           max_leaves=8)
+FIELD_NAMES = [f.name for f in fields(Arguments)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=10), json_values, max_size=6))
+def test_arbitrary_json_objects_are_refused_by_name_or_give_a_valid_config(values):
+    try:
+        args = config_from_dict(values)
+    except ConfigError as error:
+        # The culprit is named: 'key', or an element of it, 'key[0]'.
+        assert any(re.search(rf"'{re.escape(key)}[\['.]", str(error)) for key in values), (values, str(error))
+        return
+    # Accepted: every field of the declared type, and the config survives its own round trip.
+    for f in fields(Arguments):
+        value = getattr(args, f.name)
+        declared = {int: int, float: (int, float), bool: bool, str: str}.get(f.type)
+        if declared is not None:
+            assert isinstance(value, declared) and (f.type is bool or not isinstance(value, bool)), (f.name, value)
+    assert config_from_dict(asdict(args)) == args

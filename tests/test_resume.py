@@ -7,16 +7,23 @@ with the same command. Both must write the same results.json (every field but ti
 same weights, EMA and optimizer state, bit for bit.
 """
 
+import errno
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import src.checkpoint
+import train as train_script
 from conftest import ROOT, TINY, run_command
+from src.noise import build_noise_sampler
 from src.synthetic import write_dataset
 
 THREE_EPOCHS = {**TINY, "epochs": 3}
@@ -174,3 +181,75 @@ def test_resume_sh_finishes_a_stopped_run_of_savedir(setup, uninterrupted, stopp
         result = run_command(["bash", "resume.sh", *args], cwd=repo / "exps", data_dir=setup / "data",
                              SAVEDIR=savedir)
         assert result.returncode == 2 and message in result.stderr, args
+
+
+# ---------------------------------------------------------------------------
+# Faults inside one process: a non-finite loss, a full disk, a folder that cannot be made
+
+@pytest.fixture
+def one_epoch_run(setup, tmp_path):
+    """(run dir, config path): a finished 1-epoch run to go on from, in-process."""
+    cfg = tmp_path / "one.json"
+    cfg.write_text(json.dumps({**THREE_EPOCHS, "epochs": 1, "record_interval": 5}))
+    run_dir = tmp_path / "run"
+    assert train_script.main(["--cfg", str(cfg), "--savedir", str(run_dir)]) == 0
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({**THREE_EPOCHS, "epochs": 2, "record_interval": 5}))
+    return run_dir, two
+
+
+@pytest.fixture(autouse=True)
+def data_dir(setup, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(setup / "data"))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+
+
+def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(one_epoch_run, monkeypatch, capsys):
+    run_dir, two = one_epoch_run
+    before = (run_dir / "model.pt").read_bytes()
+    calls, loss_function = [], train_script.score_matching_loss
+
+    def nan_at_third_step(*args, **kwargs):
+        calls.append(1)
+        loss = loss_function(*args, **kwargs)
+        return loss * math.nan if len(calls) == 3 else loss
+
+    monkeypatch.setattr(train_script, "score_matching_loss", nan_at_third_step)
+    assert train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"]) == 2
+    error = capsys.readouterr().err
+    assert "not finite at epoch 2, step 3" in error and "model.pt is the last good checkpoint" in error
+    assert (run_dir / "model.pt").read_bytes() == before
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(one_epoch_run, monkeypatch, capsys):
+    run_dir, two = one_epoch_run
+    before = (run_dir / "model.pt").read_bytes()
+
+    def save_half_then_fill_the_disk(state, path):
+        Path(path).write_bytes(before[: len(before) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(src.checkpoint.torch, "save", save_half_then_fill_the_disk)
+    assert train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert (run_dir / "model.pt").read_bytes() == before
+    assert not list(run_dir.rglob(".*.tmp*"))
+
+
+def test_a_savedir_under_a_file_is_refused_before_anything(setup, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert train_script.main(["--cfg", str(setup / "cfg.json"), "--savedir", str(tmp_path / "file" / "run")]) == 2
+    assert f"{tmp_path / 'file'} is a file" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+def test_noise_whose_dense_fallback_would_not_fit_is_refused_before_training(setup, tmp_path, capsys):
+    """The default rbf_scale 1.0 has no circulant embedding; at 128 px its dense covariance is 2 GiB."""
+    cfg = tmp_path / "smooth.json"
+    cfg.write_text(json.dumps({**THREE_EPOCHS, "resolution": 128, "npad": 8, "rbf_scale": 1.0}))
+    assert train_script.main(["--cfg", str(cfg), "--savedir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "length_scale=1.0" in error and "120 x 120" in error and "1.5 GiB" in error
+    suggested = float(re.search(r"rbf_scale=([0-9.]+) with the same kernel embeds", error).group(1))
+    assert build_noise_sampler(120, False, suggested, 0.01).fallback_sampler is None
+    assert not (tmp_path / "run").exists()
