@@ -111,3 +111,13 @@ def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
     mean_roughness = [float(row[3]) for row in rows]
     assert mean_roughness[1] < mean_roughness[0]  # multilooking averages decorrelation noise away
     assert rows[2][3:] == rows[3][3:]  # and changes nothing at the native 128 px
+
+
+def test_checkpoint_cost_tabulates_the_earlier_and_the_current_checkpoint(tiny):
+    result = run_script(tiny, "benchmarks/checkpoint_cost.py", "--cfg", "exps/json/debug.json", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert [row[2] for row in rows] == ["before (no position, RNG or fsync)", "now, a full epoch of losses"]
+    extra = int(rows[1][4].replace(",", ""))
+    # The position, 4 losses and torch's RNG state (5 kB): kilobytes, not a copy of the weights.
+    assert 5_000 < extra < 20_000 and extra == int(rows[1][3].replace(",", "")) - int(rows[0][3].replace(",", ""))
