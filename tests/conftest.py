@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = json.loads((ROOT / "exps" / "json" / "debug.json").read_text())
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The tiny config's data: TINY["ntrain"] synthetic .int files (seed 0), written once a session."""
+    from src.synthetic import write_dataset
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    write_dataset(folder, TINY["ntrain"], seed=0)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same state of every global random generator."""

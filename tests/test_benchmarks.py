@@ -11,15 +11,14 @@ from src.config import load_config
 from src.data import validation_count
 from src.experiment import load_data
 from src.metrics import circular_stats, wasserstein_metrics
-from src.synthetic import write_dataset
 
 N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_data):
     base = tmp_path_factory.mktemp("variants")
-    write_dataset(base / "data", TINY["ntrain"], seed=0)
+    (base / "data").symlink_to(tiny_data)  # where run_script's scripts find DATA_DIR
     (base / "tiny.json").write_text(json.dumps(TINY))
     return base
 

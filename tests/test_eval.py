@@ -28,7 +28,6 @@ from src.evaluation import EvaluationError, find_sample_factors, read_stats, sam
 from src.files import atomic_paths, write_outputs
 from src.metrics import circular_stats
 from src.plotting import GRID_PRESETS, page_indices
-from src.synthetic import write_dataset
 
 CHECKPOINT = "model.w_total.pt"
 N_SAMPLES = 10
@@ -79,11 +78,10 @@ def assert_pdf(path: Path):
 
 
 @pytest.fixture(scope="module")
-def experiment(tmp_path_factory):
+def experiment(tmp_path_factory, tiny_data):
     """(experiment dir, data dir) of a one-epoch run of train.py on the tiny config's synthetic files."""
     base = tmp_path_factory.mktemp("eval")
-    data_dir = base / "data"
-    write_dataset(data_dir, TINY["ntrain"], seed=0)
+    data_dir = tiny_data
     config = base / "tiny.json"
     config.write_text(json.dumps(ONE_EPOCH))
     exp_dir = base / "runs" / "tiny" / "1"

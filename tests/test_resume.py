@@ -24,15 +24,14 @@ import src.checkpoint
 import train as train_script
 from conftest import ROOT, TINY, run_command
 from src.noise import build_noise_sampler
-from src.synthetic import write_dataset
 
 THREE_EPOCHS = {**TINY, "epochs": 3}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_data):
     base = tmp_path_factory.mktemp("resume")
-    write_dataset(base / "data", TINY["ntrain"], seed=0)
+    (base / "data").symlink_to(tiny_data)
     (base / "cfg.json").write_text(json.dumps(THREE_EPOCHS))
     return base
 

@@ -17,7 +17,6 @@ from PIL import Image
 from conftest import ROOT, TINY, run_command, snapshot
 from src.config import Arguments, config_from_dict
 from src.data import validation_count
-from src.synthetic import write_dataset
 
 # The original's checkpoint metrics: model.<metric>.pt and samples/best_<metric>.* are its output files.
 METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
@@ -26,7 +25,7 @@ N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
 
 
 @pytest.fixture(scope="module")
-def code_copy(tmp_path_factory):
+def code_copy(tmp_path_factory, tiny_data):
     """A copy of the repository's code (no env.sh, no .venv) and tiny synthetic data."""
     base = tmp_path_factory.mktemp("train")
     repo = base / "repo"
@@ -41,9 +40,7 @@ def code_copy(tmp_path_factory):
     (repo / ".venv" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     (repo / ".venv" / "bin" / "python").chmod(0o755)
     shutil.copy(ROOT / "requirements.txt", repo / ".venv" / ".requirements.txt")
-    data = base / "data"
-    write_dataset(data, TINY["ntrain"], seed=0)
-    return repo, data, base / "saved"
+    return repo, tiny_data, base / "saved"
 
 
 @pytest.fixture(scope="module")
