@@ -11,8 +11,7 @@
 # environment or from env.sh next to this script (copy env.sh.bak to env.sh and edit it).
 set -euo pipefail
 EXPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(dirname "$EXPS_DIR")"
-if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
+SCRIPT=main.sh
 
 usage() { echo "usage: bash main.sh <sbgm|gan> <experiment name> <json file>" >&2; exit 2; }
 # The original README also shows `bash main.sh <experiment name> <json file>`: that means sbgm.
@@ -26,19 +25,11 @@ case "$METHOD" in
 esac
 [ -f "$CFG" ] || { echo "main.sh: config file not found: $CFG" >&2; exit 2; }
 CFG="$(cd "$(dirname "$CFG")" && pwd)/$(basename "$CFG")"
-: "${SAVEDIR:?main.sh: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
-: "${DATA_DIR:?main.sh: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
-# Relative paths (plain shell, no GNU realpath: macOS too) mean relative to where the user typed the command, not to where the code runs.
-case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
-case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
-export DATA_DIR
+source "$EXPS_DIR/run_env.sh"
 
 RUN_ID="${SLURM_JOB_ID:-$(date +%s)}"
 OUT="$SAVEDIR/$NAME/$RUN_ID"
 mkdir -p "$OUT"
-
-PYTHON=python3
-if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
 
 if [ -n "${RUN_LOCAL:-}" ]; then
   CODE_DIR="$REPO_DIR"

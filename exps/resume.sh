@@ -6,8 +6,7 @@
 # main.sh) when it has one, so that a resumed run is trained by the code that started it.
 set -euo pipefail
 EXPS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(dirname "$EXPS_DIR")"
-if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
+SCRIPT=resume.sh
 
 usage() { echo "usage: bash resume.sh <sbgm|gan> <experiment name> <id>" >&2; exit 2; }
 [ $# -eq 3 ] || usage
@@ -17,16 +16,10 @@ case "$METHOD" in
   gan) echo "resume.sh: the GANO baseline (method 'gan') is not implemented yet" >&2; exit 2 ;;
   *) echo "resume.sh: unknown method '$METHOD'" >&2; usage ;;
 esac
-: "${SAVEDIR:?resume.sh: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
-: "${DATA_DIR:?resume.sh: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
-case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
-case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
-export DATA_DIR
+source "$EXPS_DIR/run_env.sh"
 RUN="$SAVEDIR/$NAME/$ID"
 [ -d "$RUN" ] || { echo "resume.sh: no run $RUN; runs of $NAME: $(ls "$SAVEDIR/$NAME" 2>/dev/null | tr '\n' ' ')" >&2; exit 2; }
 
-PYTHON=python3
-if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
 CODE_DIR="$REPO_DIR"
 if [ -f "$RUN/code/train.py" ]; then CODE_DIR="$RUN/code"; fi
 echo "resuming $RUN with the code in $CODE_DIR"

@@ -165,7 +165,8 @@ def test_resume_sh_finishes_a_stopped_run_of_savedir(setup, uninterrupted, stopp
     """`bash resume.sh sbgm <name> <id>` from exps/, in a copy of the repository (no env.sh of a developer)."""
     repo = tmp_path / "repo"
     (repo / "exps").mkdir(parents=True)
-    shutil.copy2(ROOT / "exps" / "resume.sh", repo / "exps" / "resume.sh")
+    for name in ("resume.sh", "run_env.sh"):
+        shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
     for name in ("train.py", "resume.py", "src"):
         (repo / name).symlink_to(ROOT / name)
     savedir = tmp_path / "saved"
