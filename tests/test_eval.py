@@ -420,3 +420,17 @@ def test_read_stats_rejects_bad_pickles(tmp_path):
     path.write_bytes(pickle.dumps({"var": np.zeros(3), "skew": np.zeros(2)}))
     with pytest.raises(EvaluationError, match="equal length"):
         read_stats(path)
+
+
+def test_superres_refuses_noise_whose_dense_fallback_would_not_fit(evaluated, copied_experiment, monkeypatch,
+                                                                    capsys):
+    """Long-range noise has no FFT embedding; at 9 x 14 = 126 px its dense covariance would be 1.9 GiB."""
+    config = json.loads((copied_experiment / "config.json").read_text())
+    (copied_experiment / "config.json").write_text(json.dumps({**config, "rbf_scale": 1.0}))
+    monkeypatch.setenv("DATA_DIR", str(evaluated["data_dir"]))
+    savedir = copied_experiment / "superres"
+    assert eval_script.main([f"--exp_name={copied_experiment}", f"--savedir={savedir}", "--mode=superres",
+                             "--factor=9", "--Ntest=2"]) == 2
+    error = capsys.readouterr().err
+    assert "126 x 126 points" in error and "1.9 GiB" in error and "embeds" in error
+    assert not savedir.exists()
