@@ -32,12 +32,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from src.checkpoint import EMA, load_checkpoint, save_checkpoint
 from src.config import Arguments, ConfigError, load_config
-from src.data import epoch_batches, flip
+from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
 from src.diffusion import score_matching_loss
 from src.experiment import build_model, build_noise, build_sigmas, default_device, describe, load_data, sample
 from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
@@ -77,13 +76,6 @@ def learning_rate(args: Arguments, step: int, total_steps: int) -> float:
     if args.lr_schedule == "cosine":
         return 0.5 * args.lr * (1.0 + math.cos(math.pi * step / total_steps))
     return args.lr
-
-
-def step_generator(seed: int, epoch: int, step: int, device) -> torch.Generator:
-    """The random stream of one training step (its noise levels and noise): a function of
-    (seed, epoch, step) only, so a resumed run draws what the uninterrupted one drew."""
-    key = int(np.random.SeedSequence([seed, epoch, step]).generate_state(1, dtype=np.uint64)[0])
-    return torch.Generator(device=device).manual_seed(key)
 
 
 class StopRequest:
@@ -191,7 +183,7 @@ def run(args: Arguments, savedir: Path, data_dir: str, stop: StopRequest) -> Non
     sigmas = build_sigmas(args, device)
     ema = EMA(model, args.ema_rate) if args.ema_rate is not None else None
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batches_per_epoch = len(epoch_batches(len(train), args.batch_size, args.seed, 0, False))
+    batches_per_epoch = steps_per_epoch(len(train), args.batch_size)
     print(describe(model, args))
     print(f"{len(train)} training and {len(valid)} validation functions of shape {tuple(train.shape[1:])}, "
           f"{batches_per_epoch} steps of batch {min(args.batch_size, len(train))} an epoch, device {device}")
@@ -226,9 +218,13 @@ def run(args: Arguments, savedir: Path, data_dir: str, stop: StopRequest) -> Non
         for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(args, epoch * batches_per_epoch + step, total_steps)
-            u = flip(train[indices], flips).to(device)
-            loss = score_matching_loss(model, u, sigmas, noise_sampler, weighting=args.loss_weighting,
-                                       generator=step_generator(args.seed, epoch, step, device))
+            u = train[indices]
+            if args.augment:
+                u = flip(u, flips)
+            # The step's noise levels and noise: a function of (seed, epoch, step) only, so a
+            # resumed run draws what the uninterrupted one drew.
+            loss = score_matching_loss(model, u.to(device), sigmas, noise_sampler, weighting=args.loss_weighting,
+                                       generator=keyed_generator(args.seed, epoch, step, device=device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

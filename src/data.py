@@ -214,6 +214,13 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return n_train // batch_size if n_train >= batch_size else 1
 
 
+def keyed_generator(*key: int, device="cpu") -> torch.Generator:
+    """A torch generator whose stream is a function of the integers ``key`` alone (mixed by
+    numpy's SeedSequence), so that any process that knows the key draws the same numbers."""
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def epoch_batches(n_train: int, batch_size: int, seed: int, epoch: int,
                   augment: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The batches of one training epoch, a function of its arguments only.
@@ -227,7 +234,7 @@ def epoch_batches(n_train: int, batch_size: int, seed: int, epoch: int,
     functions, each function at most once an epoch; ``flips`` (B, 2) bool, flip horizontally
     and vertically (all False without ``augment``); see `flip`.
     """
-    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    generator = keyed_generator(seed, epoch)
     order = torch.randperm(n_train, generator=generator)
     flips = torch.rand(n_train, 2, generator=generator) < 0.5
     if not augment:

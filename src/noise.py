@@ -334,6 +334,14 @@ class CirculantEmbeddingFallbackWarning(RuntimeWarning):
     """The circulant embedding is not positive semi-definite; Cholesky is used instead."""
 
 
+NEGATIVE_TOLERANCE = 1e-10  # eigenvalues above -this x the largest are round-off
+
+
+def _is_nonnegative(eigenvalues: torch.Tensor, tolerance: float) -> bool:
+    """Whether a torus spectrum is a covariance's: no eigenvalue below -tolerance x the largest."""
+    return eigenvalues.min().item() >= -tolerance * eigenvalues.max().item()
+
+
 class NoiseTooLargeError(ValueError):
     """The GRF has no circulant embedding and its dense fallback would not fit in memory."""
 
@@ -350,7 +358,7 @@ def _embedding_suggestion(res: int, kernel: Kernel, rbf_eps: float) -> str:
         shorter = IsotropicKernel(kernel.name, scale)
         for size in (full_size, 2 * full_size, 4 * full_size):
             eigenvalues = circulant_embedding_eigenvalues(res, shorter, size) + rbf_eps**2
-            if eigenvalues.min().item() >= -1e-10 * eigenvalues.max().item():
+            if _is_nonnegative(eigenvalues, NEGATIVE_TOLERANCE):
                 return (f"rbf_scale={scale:.3g} with the same kernel embeds (the paper's configs use 0.05 to 0.2); "
                         "noise_method: cholesky accepts the dense sampler and its memory")
     return generic
@@ -391,9 +399,9 @@ class FFTGRF(_GaussianRandomField):
     """
 
     def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu", *,
-                 max_doublings: int = 3, max_embedding_size: int = 8192, negative_tolerance: float = 1e-10,
-                 max_chunk_bytes: int = 256 * 2**20, tail_tolerance: float = 1e-12,
-                 max_fallback_bytes: float = math.inf) -> None:
+                 max_doublings: int = 3, max_embedding_size: int = 8192,
+                 negative_tolerance: float = NEGATIVE_TOLERANCE, max_chunk_bytes: int = 256 * 2**20,
+                 tail_tolerance: float = 1e-12, max_fallback_bytes: float = math.inf) -> None:
         super().__init__(res, kernel, rbf_eps, device)
         self.max_chunk_bytes = max_chunk_bytes
         self.tail_tolerance = tail_tolerance
@@ -413,15 +421,14 @@ class FFTGRF(_GaussianRandomField):
             # rbf_eps^2 I is circulant on the torus with all eigenvalues rbf_eps^2, and its
             # grid block is rbf_eps^2 I: the white noise needs no draw of its own.
             eigenvalues = circulant_embedding_eigenvalues(res, kernel, embedding_size, self.device) + rbf_eps**2
-            largest = eigenvalues.max().item()
-            most_negative = eigenvalues.min().item()
-            embedding_is_valid = most_negative >= -negative_tolerance * largest
+            embedding_is_valid = _is_nonnegative(eigenvalues, negative_tolerance)
             if embedding_is_valid:
                 break
         self.embedding_size = embedding_size
         doublings = max(0, sizes.index(embedding_size) - sizes.index(full_size))
 
         if not embedding_is_valid:
+            largest, most_negative = eigenvalues.max().item(), eigenvalues.min().item()
             dense_bytes = 8 * res**4  # the float64 covariance that the Cholesky factor is made from
             if dense_bytes > max_fallback_bytes:
                 raise NoiseTooLargeError(
