@@ -1,6 +1,8 @@
 """Evaluate a trained experiment: generate samples, super-resolve, plot.
 
-From ``exps/`` (the original README), with SAVEDIR and DATA_DIR set in ``exps/env.sh``::
+eval.py evaluates the diffusion operator's experiments (method 'sbgm'); eval_gano.py, the
+same code, GANO's (method 'gan'): the same flags, modes and output files, so plot_stats.py and
+every comparison read both. From ``exps/`` (the original README), with SAVEDIR and DATA_DIR set in ``exps/env.sh``::
 
     bash launch_eval.py sbgm <name>/<id> --checkpoint=model.w_total.pt --mode=generate
     bash launch_eval.py sbgm <name>/<id> --checkpoint=model.w_total.pt --mode=superres
@@ -13,7 +15,8 @@ which run, from the repository root::
 
 Modes:
 
-generate  Ntest samples at the training resolution with the checkpoint's EMA weights:
+generate  Ntest samples at the training resolution with the checkpoint's EMA weights
+          (Langevin dynamics with the score network; the generator applied to noise for GANO):
           samples.<ckpt>.pkl, stats.<ckpt>.pkl, metrics.<ckpt>.json; w_var, w_skew and
           w_total against the experiment's gt_stats.pkl. With DATA_DIR set, also the
           mean-image metrics and the data's mean function (for the mean image figure).
@@ -39,7 +42,7 @@ import torch
 from src.config import ConfigError, load_config
 from src.data import FRAME_SIZE
 from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
-                            find_sample_factors, format_metrics, gt_stats_name, load_score_model, metrics_name,
+                            find_sample_factors, format_metrics, gt_stats_name, load_model, metrics_name,
                             read_pickle, read_stats, samples_name, samples_record, stats_name)
 from src.experiment import build_noise, default_device, load_data, sample
 from src.files import write_outputs
@@ -88,7 +91,7 @@ def results(savedir: Path, checkpoint: str, factor: int, samples, stats: dict, m
 
 
 def sample_checkpoint(cli, args, exp_dir: Path, factor: int, device):
-    model, state = load_score_model(args, exp_dir / cli.checkpoint, device)
+    model, state = load_model(args, exp_dir / cli.checkpoint, device)
     epoch = int(state["last_epoch"]) + 1
     res = factor * args.data_resolution
     print(f"Sampling {cli.Ntest} functions of {res} x {res} px ({factor} x the training resolution) "
@@ -199,12 +202,13 @@ def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
     return written
 
 
-def main(argv=None) -> int:
+def main(argv=None, method: str = "sbgm") -> int:
+    """eval.py's command line; ``method`` 'gan' is eval_gano.py's (the same, for GANO's experiments)."""
     cli = parse_args(argv)
     exp_dir, savedir = Path(cli.exp_name), Path(cli.savedir)
     try:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
-        args = load_config(exp_dir / "config.json")
+        args = load_config(exp_dir / "config.json", method)
         if cli.mode == "plot":
             written = run_plot(cli, exp_dir, savedir)
         else:

@@ -6,304 +6,73 @@ From ``exps/`` (as the original README): ``RUN_LOCAL=1 bash main.sh sbgm <name> 
 or ``sbatch launch_exp.sh sbgm <name> json/<file>.json`` on a Slurm cluster; ``python resume.py
 <run dir>`` continues a stopped run. Runs on CUDA when present, else on the CPU.
 
-The run directory holds everything: config.json (the resolved config; on restart it wins over
---cfg unless --override_cfg), results.json (one JSON line per epoch), gt_stats.pkl, model.pt
-(the checkpoint to resume from), model.<metric>.pt (at each new best validation metric), and
-figures under noise/ and samples/.
-
-Resuming is exact: a run stopped anywhere and restarted writes the same results.json lines (but
-their times) and ends with the same weights, bit for bit on the CPU, as if never stopped. Every
-random draw of training comes from a generator seeded by (seed, epoch, step) alone (the batch
-order and flips by (seed, epoch)); validation and figures draw from generators of their own; and
-model.pt holds the weights, optimizer, EMA, best metrics, the position (epoch, step) and the
-losses of the epoch so far. On SIGUSR1 or SIGTERM (Slurm's warning before a time limit or a
-preemption) the run finishes its step, writes model.pt at that step, asks Slurm to requeue the
-job when it runs under one, and exits 0.
+The loop, the run directory and exact resumption are src/training.py's, shared with
+train_gano.py; this file is the diffusion operator's step: denoising score matching
+(src/diffusion.py) of the UNO score network, with an EMA of its weights. Its results.json
+lines hold the mean training loss, ``loss_valid`` (the validation split's loss with the raw
+weights, the same weights as ``loss``) and ``loss_valid_ema`` (with the EMA, which samples).
 """
 
-import argparse
-import json
-import math
-import os
-import signal
-import subprocess
 import sys
-import time
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 
-from src.checkpoint import EMA, load_checkpoint, save_checkpoint
-from src.config import Arguments, ConfigError, load_config
-from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
+from src import training
+from src.checkpoint import EMA
 from src.diffusion import score_matching_loss
-from src.experiment import build_model, build_noise, build_sigmas, default_device, describe, load_data, sample
-from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
-from src.metrics import circular_stats, validation_metrics
-from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
-from src.progress import progress_bar
-
-METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
-SAMPLES_SHOWN = 16
-STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+from src.experiment import build_model, build_noise, build_sigmas, describe
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss); the last good checkpoint is left as it was."""
+class DiffusionTrainer(training.Trainer):
+    method = "sbgm"
 
+    def __init__(self, args, valid, device):
+        self.args, self.valid, self.device = args, valid, device
+        self.model = build_model(args).to(device)
+        self.noise_sampler = build_noise(args, args.data_resolution, device)
+        self.sigmas = build_sigmas(args, device)
+        self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
+        self.networks = {"weights": self.model}
+        self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr)}
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg", required=True, help="JSON file of config keys (see Arguments in src/config.py)")
-    parser.add_argument("--savedir", required=True, help="run directory (created if missing)")
-    parser.add_argument("--override_cfg", action="store_true",
-                        help="use --cfg even if savedir already has a config.json; without it the saved "
-                             "config wins, so that a restarted Slurm job keeps its config")
-    return parser.parse_args(argv)
+    def describe(self) -> str:
+        return describe(self.model, self.args)
 
+    def train_step(self, u, generator, step):
+        loss = score_matching_loss(self.model, u, self.sigmas, self.noise_sampler, generator=generator,
+                                   weighting=self.args.loss_weighting)
+        optimizer = self.optimizers["optimizer"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {"loss": loss.detach()}
 
-def resolve_config(cfg: str, savedir: Path, override: bool) -> Arguments:
-    saved = savedir / "config.json"
-    if saved.exists() and not override:
-        print(f"Using the config saved in {saved} (pass --override_cfg to use {cfg} instead)")
-        return load_config(saved)
-    return load_config(cfg)
+    def epoch_summary(self) -> dict:
+        # The same weights as `loss`, so the two compare; the EMA's, which sample, beside them.
+        summary = {"loss_valid": self.validation_loss()}
+        if self.ema is not None:
+            with self.ema.applied_to(self.model):
+                summary["loss_valid_ema"] = self.validation_loss()
+        return summary
 
-
-def learning_rate(args: Arguments, step: int, total_steps: int) -> float:
-    """The lr of training step ``step`` (from 0) of ``total_steps``: constant, or a cosine from lr to 0."""
-    if args.lr_schedule == "cosine":
-        return 0.5 * args.lr * (1.0 + math.cos(math.pi * step / total_steps))
-    return args.lr
-
-
-class StopRequest:
-    """While in use, remembers a stop signal (SIGUSR1, SIGTERM) so that the step in progress can
-    finish first; the previous handlers come back afterwards."""
-
-    def __init__(self):
-        self.signal = None
-
-    def __enter__(self):
-        self.previous = {signum: signal.signal(signum, self.request) for signum in STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc):
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def request(self, signum, frame) -> None:
-        self.signal = signal.Signals(signum).name
-
-
-def requeue_slurm_job() -> None:
-    """Under Slurm, put this job back in the queue: it restarts in the same savedir and resumes."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return
-    try:
-        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
-        print(f"scontrol requeue {job}: {'done' if result.returncode == 0 else result.stderr.strip()}")
-    except (OSError, subprocess.TimeoutExpired) as error:
-        print(f"could not requeue Slurm job {job}: {error}")
-
-
-def validate(model, ema, args, train, gt_stats, noise_sampler, savedir: Path, epoch: int):
-    """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
-    # A random stream of its own, so that when (and whether) a run validates never changes its training.
-    with ema.applied_to(model) if ema is not None else torch.no_grad():
-        samples = sample(model, args, noise_sampler, args.Ntest, args.val_batch_size, seed=args.seed + epoch)
-    if len(samples) == 0:
-        print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
-        return None, samples, None
-    metrics, stats = validation_metrics(train, gt_stats, samples)
-    plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)),
-                    ncols=4, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
-    plot_mean_images(train, samples, savedir / "samples" / f"mean_sample_{epoch}.png",
-                     title=f"epoch {epoch}: mean_image_l2={metrics['mean_image_l2']:.4f}")
-    return metrics, samples, stats
-
-
-@torch.no_grad()
-def validation_loss(model, valid, sigmas, noise_sampler, args, device) -> float | None:
-    """Score-matching loss on the validation split with fixed noise, so epochs compare; None if no split."""
-    if len(valid) == 0:
-        return None
-    generator = torch.Generator(device=device).manual_seed(args.seed)
-    model.eval()
-    total = 0.0
-    for batch in valid.split(args.val_batch_size):
-        total += score_matching_loss(model, batch.to(device), sigmas, noise_sampler, generator=generator,
-                                     weighting=args.loss_weighting).item() * len(batch)
-    return total / len(valid)
-
-
-def results_up_to(path: Path, epochs_done: int) -> None:
-    """Drop the lines of results.json past the checkpoint (written before a kill stopped the
-    checkpoint that would have followed them), so that no epoch is counted twice."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.endswith("\n") and json.loads(line)["epoch"] <= epochs_done]
-    if len(kept) != len(lines):
-        print(f"{path.name}: dropping {len(lines) - len(kept)} line(s) past the checkpoint's epoch {epochs_done}")
-        write_text(path, "".join(kept))
-
-
-def resume(checkpoint_path: Path, model, ema, optimizer, device) -> dict:
-    """Load model.pt into the model, EMA, optimizer and global random states; the rest of its state."""
-    try:
-        state = load_checkpoint(checkpoint_path, device)
-    except ValueError as error:
-        others = sorted(path.name for path in checkpoint_path.parent.glob("model.*.pt"))
-        fallback = f", or copy one of {', '.join(others)} over it to go on from there" if others else ""
-        raise ConfigError(f"{error}. Move it away to start the run over{fallback}") from None
-    try:
-        model.load_state_dict(state["weights"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as error:
-        # load_state_dict lists every key and shape that differs, one a line.
-        raise ConfigError(f"{checkpoint_path} does not fit this config (use another --savedir): {error}") from None
-    if "rng" in state:
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-    return state
-
-
-def run(args: Arguments, savedir: Path, data_dir: str, stop: StopRequest) -> None:
-    device = default_device()
-    torch.manual_seed(args.seed)  # the initial weights
-    train, valid = load_data(args, data_dir)
-    model = build_model(args).to(device)
-    noise_sampler = build_noise(args, args.data_resolution, device)
-    sigmas = build_sigmas(args, device)
-    ema = EMA(model, args.ema_rate) if args.ema_rate is not None else None
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batches_per_epoch = steps_per_epoch(len(train), args.batch_size)
-    print(describe(model, args))
-    print(f"{len(train)} training and {len(valid)} validation functions of shape {tuple(train.shape[1:])}, "
-          f"{batches_per_epoch} steps of batch {min(args.batch_size, len(train))} an epoch, device {device}")
-
-    # Resume before writing anything, so a checkpoint that does not fit this config stops the
-    # run with the directory untouched.
-    best, epoch, step, losses = {name: float("inf") for name in METRICS}, 0, 0, []
-    checkpoint_path = savedir / "model.pt"
-    if checkpoint_path.exists():
-        state = resume(checkpoint_path, model, ema, optimizer, device)
-        best.update(state["metrics"])
-        # Checkpoints of earlier versions hold the last finished epoch only.
-        epoch, step = state.get("epoch", state["last_epoch"] + 1), state.get("step", 0)
-        losses = list(state.get("epoch_losses", torch.empty(0)).to(device).unbind())
-        print(f"Resuming from {checkpoint_path} at epoch {epoch + 1}" + (f", step {step + 1}" if step else ""))
-    savedir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(savedir)
-    results_up_to(savedir / "results.json", epoch)
-
-    gt_stats = circular_stats(train)
-    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
-    plot_run_overview(savedir, train, noise_sampler, sigmas, n_mean=args.Ntest, seed=args.seed)
-
-    def checkpoint(path: Path) -> None:
-        save_checkpoint(path, model, ema, optimizer, best, epoch=epoch, step=step, epoch_losses=losses)
-
-    total_steps = args.epochs * batches_per_epoch
-    while epoch < args.epochs:
-        started = time.time()
-        model.train()
-        batches = epoch_batches(len(train), args.batch_size, args.seed, epoch, args.augment)
-        for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(args, epoch * batches_per_epoch + step, total_steps)
-            u = train[indices]
-            if args.augment:
-                u = flip(u, flips)
-            # The step's noise levels and noise: a function of (seed, epoch, step) only, so a
-            # resumed run draws what the uninterrupted one drew.
-            loss = score_matching_loss(model, u.to(device), sigmas, noise_sampler, weighting=args.loss_weighting,
-                                       generator=keyed_generator(args.seed, epoch, step, device=device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema is not None:
-                ema.update(model)
-            losses.append(loss.detach())  # no device sync per step
-            step += 1
-            if stop.signal:
-                break
-        mean_loss = torch.stack(losses).mean().item()
-        if not math.isfinite(mean_loss):
-            bad = next(i for i, value in enumerate(losses) if not torch.isfinite(value))
-            raise TrainingError(f"the loss is not finite at epoch {epoch + 1}, step {bad + 1}: training stopped, "
-                                f"{checkpoint_path} is the last good checkpoint (try a smaller lr)")
-        if stop.signal and step < batches_per_epoch:
-            checkpoint(checkpoint_path)
-            print(f"{stop.signal}: stopped at epoch {epoch + 1}, step {step}; {checkpoint_path} written")
-            requeue_slurm_job()
-            return
-
-        line = {"epoch": epoch + 1, "loss": mean_loss, "lr": optimizer.param_groups[0]["lr"],
-                # The same weights as `loss`, so the two compare; the EMA's, which sample, beside them.
-                "loss_valid": validation_loss(model, valid, sigmas, noise_sampler, args, device)}
-        if ema is not None:
-            with ema.applied_to(model):
-                line["loss_valid_ema"] = validation_loss(model, valid, sigmas, noise_sampler, args, device)
-        if (epoch + 1) % args.record_interval == 0 or epoch + 1 == args.epochs:
-            metrics, samples, stats = validate(model, ema, args, train, gt_stats, noise_sampler, savedir, epoch + 1)
-            if metrics is not None:
-                line.update(metrics)
-                for name in METRICS:
-                    if metrics[name] < best[name]:
-                        best[name] = metrics[name]
-                        save_checkpoint(savedir / f"model.{name}.pt", model, ema, optimizer, best,
-                                        epoch=epoch + 1, step=0, epoch_losses=[])
-                        plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
-                                        ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
-                        write_outputs({savedir / "samples" / f"best_{name}.pkl":
-                                       {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
-        line["time"] = time.time() - started
-        # The line first, then the checkpoint: a kill between the two leaves a line past the
-        # checkpoint, which the restart drops (results_up_to) before it redoes the epoch.
-        append_line(savedir / "results.json", json.dumps(line))
-        epoch, step, losses = epoch + 1, 0, []
-        checkpoint(checkpoint_path)
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
-        if stop.signal:
-            print(f"{stop.signal}: stopped after epoch {epoch}; {checkpoint_path} written")
-            requeue_slurm_job()
-            return
-
-
-def check_writable(savedir: Path) -> None:
-    """Stop before any work if savedir cannot be written (a read-only or foreign folder)."""
-    folder = savedir
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ConfigError(f"cannot make --savedir {savedir}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to {folder} (for --savedir {savedir}): permission denied")
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """Score-matching loss on the validation split with fixed noise, so epochs compare; None if no split."""
+        if len(self.valid) == 0:
+            return None
+        generator = torch.Generator(device=self.device).manual_seed(self.args.seed)
+        self.model.eval()
+        total = 0.0
+        for batch in self.valid.split(self.args.val_batch_size):
+            total += score_matching_loss(self.model, batch.to(self.device), self.sigmas, self.noise_sampler,
+                                         generator=generator, weighting=self.args.loss_weighting).item() * len(batch)
+        return total / len(self.valid)
 
 
 def main(argv=None) -> int:
-    cli = parse_args(argv)
-    savedir = Path(cli.savedir)
-    try:
-        args = resolve_config(cli.cfg, savedir, cli.override_cfg)
-        check_writable(savedir)
-        data_dir = os.environ.get("DATA_DIR")
-        if not data_dir:
-            raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
-                              "files (python -m src.synthetic --outdir DIR makes a synthetic one)")
-        with StopRequest() as stop:
-            run(args, savedir, data_dir, stop)
-    except (ConfigError, TrainingError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return training.main(DiffusionTrainer, argv, __doc__)
 
 
 if __name__ == "__main__":

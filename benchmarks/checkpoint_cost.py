@@ -69,8 +69,9 @@ def main() -> None:
             rows = [("before (no position, RNG or fsync)", old,
                      lambda: earlier_checkpoint(old, model, ema, optimizer)),
                     ("now, a full epoch of losses", new,
-                     lambda: save_checkpoint(new, model, ema, optimizer, {"w_total": 0.1}, epoch=1, step=len(losses),
-                                             epoch_losses=losses))]
+                     lambda: save_checkpoint(new, {"weights": model}, {"optimizer": optimizer}, ema,
+                                             {"w_total": 0.1}, epoch=1, step=len(losses),
+                                             epoch_losses={"loss": losses}, method="sbgm"))]
             sizes = {}
             for name, path, save in rows:
                 seconds = median_seconds(save, cli.repeats)

@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/noise.py            # 32, 64, 120 px all three; FFT alone at 240, 512, 1024 px
     .venv/bin/python benchmarks/noise.py --quick    # 32, 64 px all three; FFT alone at 240 px
+                                                    # (both: GANO's noise at 128, 256 px)
     .venv/bin/python benchmarks/noise.py --device cuda --max-cholesky-res 64
 
 Prints a markdown table.  Every (resolution, method) runs in a fresh
@@ -25,6 +26,10 @@ cholesky
     factor without subnormals, all samples of a batch in one matmul.
 fft
     ``FFTGRF``, circulant embedding.
+gano
+    ``NeumannGRF``, GANO's noise (``noise_kernel: gano``, ``grf_alpha = 1.5``,
+    ``grf_tau = 1``, the same ``rbf_eps``) by a separable DCT as matrix products:
+    another distribution, timed beside the others.
 
 Columns
 -------
@@ -64,6 +69,7 @@ ALL_METHODS_RESOLUTIONS = (32, 64, 120)
 FFT_ONLY_RESOLUTIONS = (240, 512, 1024)
 QUICK_ALL_METHODS_RESOLUTIONS = (32, 64)
 QUICK_FFT_ONLY_RESOLUTIONS = (240,)
+GANO_RESOLUTIONS = (128, 256)
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -137,6 +143,8 @@ def measure(res: int, method: str, device_name: str, batch: int) -> dict:
     start = time.perf_counter()
     if method == "original":
         sampler = OriginalGaussianRF(res, RBF_SCALE, RBF_EPS, device)
+    elif method == "gano":
+        sampler = build_noise_sampler(res, False, RBF_SCALE, RBF_EPS, "gano", "fft", device)
     else:
         sampler = build_noise_sampler(res, False, RBF_SCALE, RBF_EPS, KERNEL, method, device)
     synchronize()
@@ -220,6 +228,7 @@ def main() -> None:
             if method not in DENSE_METHODS or not dense_skipped:
                 plan.append((res, method))
     plan += [(res, "fft") for res in fft_only]
+    plan += [(res, "gano") for res in GANO_RESOLUTIONS]
 
     # The load average tells whether other processes shared the CPU.
     load_before = os.getloadavg()[0]

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
-from src.evaluation import evaluate_samples, load_score_model  # noqa: E402
+from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.experiment import build_model, build_noise, default_device, load_data, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)  # the initialisation train.py starts from
     untrained = build_model(args).to(device).eval()
-    trained, state = load_score_model(args, exp_dir / cli.checkpoint, device)
+    trained, state = load_model(args, exp_dir / cli.checkpoint, device)
     checkpoint = f"{cli.checkpoint} (epoch {state['last_epoch'] + 1})"
     runs = [("untrained", untrained, args), (checkpoint, trained, args)]
     if changed:

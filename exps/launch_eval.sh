@@ -1,5 +1,5 @@
 #!/bin/bash
-# Evaluate a trained experiment with eval.py (sample, super-resolve, plot).
+# Evaluate a trained experiment with eval.py (sbgm) or eval_gano.py (gan): sample, super-resolve, plot.
 #
 # Edit these Slurm flags for your cluster (they are plain comments under bash):
 #SBATCH --gres=gpu:1
@@ -16,7 +16,7 @@
 # exps/env.sh, when present, is sourced first; it defines SAVEDIR (where experiments live)
 # and DATA_DIR (the Volcano data). Then, from the repository root (the parent of exps/):
 #
-#   python eval.py --exp_name=$SAVEDIR/<name>/<id> --savedir=$SAVEDIR/<name>/<id>/eval \
+#   python eval.py (eval_gano.py for gan) --exp_name=$SAVEDIR/<name>/<id> --savedir=$SAVEDIR/<name>/<id>/eval \
 #       --Ntest=1024 --val_batch_size=128 [extra flags]
 #
 # Extra flags come last, so they override these defaults (argparse keeps the last one).
@@ -45,10 +45,8 @@ name="$2"
 shift 2
 
 case "$method" in
-    sbgm) ;;
-    gan|gano)
-        echo "error: the GANO baseline ('$method') is not implemented yet; use sbgm" >&2
-        exit 2 ;;
+    sbgm) entry=eval.py ;;
+    gan|gano) entry=eval_gano.py ;;
     *)
         echo "error: unknown method '$method'" >&2
         usage ;;
@@ -77,5 +75,5 @@ case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
 case "${DATA_DIR:-/}" in /*) ;; *) export DATA_DIR="$PWD/$DATA_DIR" ;; esac
 cd "$root"
 set -x
-exec "$python" eval.py --exp_name="$SAVEDIR/$name" --savedir="$SAVEDIR/$name/eval" \
+exec "$python" "$entry" --exp_name="$SAVEDIR/$name" --savedir="$SAVEDIR/$name/eval" \
     --Ntest=1024 --val_batch_size=128 "$@"

@@ -20,7 +20,7 @@ if [ $# -eq 2 ]; then set -- sbgm "$@"; fi
 METHOD="$1"; NAME="$2"; CFG="$3"
 case "$METHOD" in
   sbgm) ENTRY=train.py ;;
-  gan) echo "main.sh: the GANO baseline (method 'gan') is not implemented yet" >&2; exit 2 ;;
+  gan) ENTRY=train_gano.py ;;
   *) echo "main.sh: unknown method '$METHOD'" >&2; usage ;;
 esac
 [ -f "$CFG" ] || { echo "main.sh: config file not found: $CFG" >&2; exit 2; }
@@ -38,7 +38,7 @@ else
   # A requeued job finds its copy already there and keeps it.
   if [ ! -d "$CODE_DIR" ]; then
     mkdir -p "$CODE_DIR.partial"
-    cp -r "$REPO_DIR"/train.py "$REPO_DIR"/resume.py "$REPO_DIR"/eval.py "$REPO_DIR"/plot_stats.py "$REPO_DIR"/src "$REPO_DIR"/exps \
+    cp -r "$REPO_DIR"/{train,resume,eval}{,_gano}.py "$REPO_DIR"/plot_stats.py "$REPO_DIR"/src "$REPO_DIR"/exps \
       "$REPO_DIR"/requirements.txt "$CODE_DIR.partial"/
     mv "$CODE_DIR.partial" "$CODE_DIR"
   fi

@@ -3,13 +3,16 @@
 A checkpoint is a plain dict of tensors and numbers, loadable with
 ``torch.load(path, weights_only=True)``::
 
-    weights       model state dict
-    ema           EMA shadow weights (state dict) or None
-    optimizer     Adam state dict
+    method        'sbgm' (the diffusion operator) or 'gan' (GANO); absent in early checkpoints: 'sbgm'
+    weights       state dict of the network that samples (the score network, GANO's generator)
+    ema           its EMA shadow weights (state dict) or None
+    optimizer     its Adam state dict
+    discriminator, optimizer_discriminator
+                  GANO's discriminator and its Adam (method 'gan' only)
     metrics       {metric name: best value so far}
     last_epoch    index of the last finished epoch (0-based; -1 before the first)
     epoch, step   where training goes on: step ``step`` (0-based) of epoch ``epoch``
-    epoch_losses  (step,) the losses of that epoch's steps so far, for its mean
+    epoch_losses  {loss name: (steps,) its values at that epoch's steps so far}, for the means
     rng           torch's global random states (CPU, and CUDA per device), restored on resume
 
 Training itself draws from generators seeded by (seed, epoch, step), so the position is all
@@ -24,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.config import TRAINERS
 from src.files import atomic_paths
 
 
@@ -65,31 +69,35 @@ class EMA:
             self.shadow[name].copy_(value)
 
 
-def save_checkpoint(path: Path, model: nn.Module, ema, optimizer, metrics: dict, epoch: int, step: int,
-                    epoch_losses) -> None:
+def save_checkpoint(path: Path, networks: dict, optimizers: dict, ema, metrics: dict, epoch: int, step: int,
+                    epoch_losses: dict, method: str) -> None:
     """Write a checkpoint atomically (see the module docstring for its keys).
 
-    ``epoch`` (0-based) and ``step`` are where training goes on from: step ``step`` of epoch
-    ``epoch``, after the steps whose losses are ``epoch_losses``.
+    ``networks`` and ``optimizers`` map checkpoint keys to modules and optimizers (the
+    network that samples under 'weights', its optimizer under 'optimizer'). ``epoch``
+    (0-based) and ``step`` are where training goes on from: step ``step`` of epoch
+    ``epoch``, after the steps whose losses are ``epoch_losses`` ({name: [values]}).
     """
-    state = {
-        "weights": model.state_dict(),
+    state = {key: network.state_dict() for key, network in networks.items()}
+    state.update({key: optimizer.state_dict() for key, optimizer in optimizers.items()})
+    state.update({
+        "method": method,
         "ema": ema.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
         "metrics": dict(metrics),
         "last_epoch": epoch - 1,
         "epoch": epoch,
         "step": step,
-        "epoch_losses": torch.stack(list(epoch_losses)).cpu() if len(epoch_losses) else torch.empty(0),
+        "epoch_losses": {name: torch.stack(values).cpu() for name, values in epoch_losses.items()},
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }
+    })
     with atomic_paths([path]) as (temporary,):
         torch.save(state, temporary)
 
 
-def load_checkpoint(path: Path, device) -> dict:
-    """Read a checkpoint with ``weights_only=True``; a clear error if it is not one."""
+def load_checkpoint(path: Path, device, method: str | None = None) -> dict:
+    """Read a checkpoint with ``weights_only=True``; a clear error if it is not one, or if
+    ``method`` is given and another method made it."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors come in many types
@@ -99,6 +107,11 @@ def load_checkpoint(path: Path, device) -> dict:
     missing = {"weights", "metrics", "last_epoch"} - set(state)
     if missing:
         raise ValueError(f"{path} is not a checkpoint of this project: it lacks {sorted(missing)}")
+    made_by = state.get("method", "sbgm")
+    if method is not None and made_by != method:
+        raise ValueError(f"{path} is a checkpoint of method '{made_by}' ({TRAINERS.get(made_by, '?')}), not of "
+                         f"'{method}' ({TRAINERS[method]}): use the {made_by} scripts for it "
+                         f"(launch_eval.py {made_by}, resume.sh {made_by})")
     return state
 
 

@@ -1,8 +1,10 @@
-"""Experiment configuration: the `Arguments` dataclass and its type-checked loading.
+"""Experiment configuration: the dataclasses of the two methods and their type-checked loading.
 
-Every hyperparameter of a run is a field of `Arguments`, with the original code's names
-and defaults. A run's resolved configuration is written as ``config.json`` beside its
-results, so ``Arguments`` is also what `eval.py` reads back.
+Every hyperparameter of a run is a field of its method's dataclass, with the original code's
+names and defaults: `Arguments` for the diffusion operator ('sbgm'), `GANOArguments` for the
+GANO baseline ('gan'), both extending `CommonArguments` (data, noise, optimiser, bookkeeping).
+A run's resolved configuration is written as ``config.json`` beside its results, so these
+are also what `eval.py` reads back.
 
 Loading goes through OmegaConf's structured configs, so that an unknown key (a typo such
 as ``"epoch"``), a value of the wrong type or an impossible value stops with a
@@ -11,7 +13,7 @@ as ``"epoch"``), a value of the wrong type or an impossible value stops with a
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,7 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES, STEP_RULES
-from src.noise import KERNELS, NOISE_METHODS
+from src.noise import NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 LR_SCHEDULES = ("constant", "cosine")
@@ -30,7 +32,9 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class Arguments:
+class CommonArguments:
+    """What both methods' configs hold: the run, the data, the noise, the optimiser."""
+
     # --- optimisation and bookkeeping
     batch_size: int = 16                    # training batch size
     val_batch_size: int = 512               # batch size when sampling for validation metrics
@@ -39,7 +43,6 @@ class Arguments:
     record_interval: int = 100              # sample and compute validation metrics every this many epochs
     white_noise: bool = False               # white noise instead of a Gaussian random field (rbf_* ignored)
     augment: bool = False                   # random horizontal and vertical flips of training examples
-    schedule: str = "geometric"             # spacing of the noise levels: 'geometric' or 'linear'
 
     # --- data
     ntrain: int = 4096                      # number of *.int files to load from $DATA_DIR, validation split included
@@ -48,35 +51,22 @@ class Arguments:
     scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
     multilook: bool = False                 # downsample by averaging each pixel's footprint (InSAR multilooking); false = the original's bilinear sampling
 
-    # --- annealed Langevin dynamics; sigmas are *variances*
-    epsilon: float = 2e-5                   # Langevin step size at the last level (alpha_L); see step_rule
-    step_rule: str = "sigma_squared"        # alpha_j = epsilon * (sigma_j / sigma_L)^2 (the original), or 'sigma': ^1
-    sigma_1: float = 1.0                    # variance of the largest noise level
-    sigma_L: float = 0.01                   # variance of the smallest noise level
-    T: int = 100                            # Langevin steps per noise level
-    L: int = 10                             # number of noise levels from sigma_1 to sigma_L
-    denoise_last: bool = False              # end sampling with one denoising step x + sigma_L F(x, sigma_L)
-    loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
-
     # --- noise distribution (Gaussian random field)
     rbf_scale: float = 1.0                  # length scale l of noise_kernel (larger = smoother); not an RBF's: see noise_kernel
     rbf_eps: float = 0.01                   # std of white noise added to the field (the original's Cholesky jitter)
-    noise_kernel: str = "exponential"       # covariance kernel (src/noise.py); the original's "rbf" is exponential, exp(-r / (2 l^2))
-    noise_method: str = "fft"               # 'fft' (exact circulant embedding) or 'cholesky' (dense reference)
+    noise_kernel: str = "exponential"       # covariance kernel (src/noise.py); the original's "rbf" is exponential, exp(-r / (2 l^2)); 'gano': GANO's
+    noise_method: str = "fft"               # 'fft' (exact circulant embedding; the DCT for 'gano') or 'cholesky' (dense reference)
+    grf_alpha: float = 1.5                  # noise_kernel 'gano': covariance (-Laplacian + grf_tau^2)^(-grf_alpha), Neumann
+    grf_tau: float = 1.0                    # noise_kernel 'gano': see grf_alpha
 
-    # --- score network (U-shaped neural operator)
-    factorization: Optional[str] = None     # tensor factorization of the spectral weights: tucker, cp, tt, dense or null
-    num_freqs_input: int = 0                # sinusoidal frequencies of the noise-level embedding for FiLM conditioning; 0 = off (the paper)
-    d_co_domain: int = 32                   # channels after lifting; block widths are d_co_domain * mult_dims
-    mult_dims: List[int] = field(default_factory=lambda: [1, 2, 4, 4])  # width multipliers of the 4 levels
-    fmult: float = 0.25                     # Fourier modes per block = int(block resolution * fmult), in (0, 1]
-    rank: float = 1.0                       # rank of the factorized spectral weights (fraction of full)
-    groups: int = 0                         # GroupNorm groups after each block; 0 = no normalisation
+    # --- network (U-shaped neural operator)
+    d_co_domain: int = 32                   # channels after lifting; the U's widths are multiples of it
+    fmult: float = 0.25                     # Fourier modes per block = int(side * fmult), in (0, 1]
 
     lr: float = 1e-3                        # Adam learning rate
     lr_schedule: str = "constant"           # 'constant' (the original) or 'cosine': lr decays to 0 over the epochs
     Ntest: int = 1024                       # samples generated for validation metrics
-    num_workers: int = 2                    # data loader worker processes
+    num_workers: int = 2                    # unused (the data is in memory); kept so that the original's configs load
     ema_rate: Optional[float] = None        # EMA: shadow = (1 - ema_rate) * weights + ema_rate * shadow; null = off
     seed: int = 0                           # seed of the weights, the split and the training noise
 
@@ -91,35 +81,95 @@ class Arguments:
         return round(self.resolution * self.scale_factor)
 
 
-def _check_values(args: Arguments) -> None:
+@dataclass
+class Arguments(CommonArguments):
+    """A diffusion operator's config (method 'sbgm', train.py): the common keys and these."""
+
+    schedule: str = "geometric"             # spacing of the noise levels: 'geometric' or 'linear'
+
+    # --- annealed Langevin dynamics; sigmas are *variances*
+    epsilon: float = 2e-5                   # Langevin step size at the last level (alpha_L); see step_rule
+    step_rule: str = "sigma_squared"        # alpha_j = epsilon * (sigma_j / sigma_L)^2 (the original), or 'sigma': ^1
+    sigma_1: float = 1.0                    # variance of the largest noise level
+    sigma_L: float = 0.01                   # variance of the smallest noise level
+    T: int = 100                            # Langevin steps per noise level
+    L: int = 10                             # number of noise levels from sigma_1 to sigma_L
+    denoise_last: bool = False              # end sampling with one denoising step x + sigma_L F(x, sigma_L)
+    loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
+
+    # --- score network
+    factorization: Optional[str] = None     # tensor factorization of the spectral weights: tucker, cp, tt, dense or null
+    num_freqs_input: int = 0                # sinusoidal frequencies of the noise-level embedding for FiLM conditioning; 0 = off (the paper)
+    mult_dims: List[int] = field(default_factory=lambda: [1, 2, 4, 4])  # width multipliers of the 4 levels
+    rank: float = 1.0                       # rank of the factorized spectral weights (fraction of full)
+    groups: int = 0                         # GroupNorm groups after each block; 0 = no normalisation
+
+
+@dataclass
+class GANOArguments(CommonArguments):
+    """A GANO baseline's config (method 'gan', train_gano.py): the common keys and these.
+
+    The U's widths are d_co_domain x (1.5, 3, 6, 12) down and back; fmult applies to the
+    smaller of a block's input and output sides (GANO: 1/4).
+    """
+
+    n_critic: int = 10                      # discriminator steps per generator step
+    lambda_grad: float = 10.0               # weight of the gradient penalty (target norm 1 / side: see src/gano.py)
+
+
+# The configs of each method (the names of exps/main.sh), and the entry point that trains it.
+METHODS = {"sbgm": Arguments, "gan": GANOArguments}
+TRAINERS = {"sbgm": "train.py", "gan": "train_gano.py"}
+
+
+def method_of(args: CommonArguments) -> str:
+    """'sbgm' or 'gan': the method whose config ``args`` is."""
+    return next(name for name, schema in METHODS.items() if type(args) is schema)
+
+
+def _check_values(args: CommonArguments) -> None:
     """Reject values that type-check but cannot be run."""
 
     def require(ok: bool, key: str, why: str) -> None:
         if not ok:
             raise ConfigError(f"config key '{key}' = {getattr(args, key)!r}: {why}")
 
-    for key in ("batch_size", "val_batch_size", "epochs", "record_interval", "T", "L",
-                "ntrain", "resolution", "d_co_domain", "Ntest"):
+    for key in ("batch_size", "val_batch_size", "epochs", "record_interval", "ntrain", "resolution",
+                "d_co_domain", "Ntest"):
         require(getattr(args, key) > 0, key, "must be positive")
     require(args.npad >= 0, "npad", "must be >= 0")
     require(args.num_workers >= 0, "num_workers", "must be >= 0")
-    require(args.num_freqs_input >= 0, "num_freqs_input", "must be >= 0")
     require(0.0 <= args.val_size < 1.0, "val_size", "must be in [0, 1)")
+    require(args.lr > 0, "lr", "must be positive")
+    require(args.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {list(LR_SCHEDULES)}")
+    require(0.0 < args.scale_factor <= 1.0, "scale_factor", "must be in (0, 1]")
+    require(args.resize_to > args.npad, "resolution",
+            f"must be larger than npad = {args.npad} (data is cropped to resolution - npad)")
+    require(0.0 < args.fmult <= 1.0, "fmult", "must be in (0, 1]")
+    require(args.rbf_scale > 0, "rbf_scale", "must be positive")
+    require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")
+    require(args.noise_kernel in NOISE_KERNELS, "noise_kernel", f"must be one of {list(NOISE_KERNELS)}")
+    require(args.noise_method in NOISE_METHODS, "noise_method", f"must be one of {list(NOISE_METHODS)}")
+    require(args.grf_alpha > 1, "grf_alpha", "must be > 1 (else the field has no pointwise variance in 2-D)")
+    require(args.grf_tau > 0, "grf_tau", "must be positive")
+    require(args.ema_rate is None or 0.0 <= args.ema_rate < 1.0, "ema_rate", "must be null or in [0, 1)")
+
+    if isinstance(args, GANOArguments):
+        require(args.n_critic > 0, "n_critic", "must be positive")
+        require(args.lambda_grad >= 0, "lambda_grad", "must be >= 0")
+        return
+    for key in ("T", "L"):
+        require(getattr(args, key) > 0, key, "must be positive")
+    require(args.num_freqs_input >= 0, "num_freqs_input", "must be >= 0")
     require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
     require(args.step_rule in STEP_RULES, "step_rule", f"must be one of {list(STEP_RULES)}")
     require(args.loss_weighting in LOSS_WEIGHTINGS, "loss_weighting", f"must be one of {list(LOSS_WEIGHTINGS)}")
-    require(args.lr > 0, "lr", "must be positive")
-    require(args.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {list(LR_SCHEDULES)}")
     require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
     require(args.sigma_1 >= args.sigma_L, "sigma_1",
             f"must be >= sigma_L = {args.sigma_L}: sigmas decrease from sigma_1 to sigma_L "
             "(did you swap them?)")
     require(args.L >= 2 or args.sigma_1 == args.sigma_L, "L", "needs at least 2 levels when sigma_1 != sigma_L")
     require(args.epsilon > 0, "epsilon", "must be positive")
-    require(0.0 < args.scale_factor <= 1.0, "scale_factor", "must be in (0, 1]")
-    require(args.resize_to > args.npad, "resolution",
-            f"must be larger than npad = {args.npad} (data is cropped to resolution - npad)")
-    require(0.0 < args.fmult <= 1.0, "fmult", "must be in (0, 1]")
     require(args.rank > 0, "rank", "must be positive")
     require(args.factorization in FACTORIZATIONS, "factorization", f"must be one of {list(FACTORIZATIONS)}")
     require(len(args.mult_dims) == 4 and all(m > 0 for m in args.mult_dims), "mult_dims",
@@ -129,11 +179,16 @@ def _check_values(args: Arguments) -> None:
         widths = [args.d_co_domain * m for m in args.mult_dims]
         require(all(w % args.groups == 0 for w in widths), "groups",
                 f"must divide every block width {widths}")
-    require(args.rbf_scale > 0, "rbf_scale", "must be positive")
-    require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")
-    require(args.noise_kernel in KERNELS, "noise_kernel", f"must be one of {sorted(KERNELS)}")
-    require(args.noise_method in NOISE_METHODS, "noise_method", f"must be one of {list(NOISE_METHODS)}")
-    require(args.ema_rate is None or 0.0 <= args.ema_rate < 1.0, "ema_rate", "must be null or in [0, 1)")
+
+
+def _other_method_key(values: dict, method: str) -> Optional[tuple[str, str]]:
+    """(key, method) of the first key of ``values`` that only another method's config has, or None."""
+    own = {f.name for f in fields(METHODS[method])}
+    for key in values:
+        for other, schema in METHODS.items():
+            if other != method and key not in own and key in {f.name for f in fields(schema)}:
+                return key, other
+    return None
 
 
 def _fails(function, argument, exceptions) -> bool:
@@ -144,16 +199,27 @@ def _fails(function, argument, exceptions) -> bool:
     return False
 
 
-def config_from_dict(values: dict, source: str = "config") -> Arguments:
-    """Type-check ``values`` against `Arguments` (defaults fill what is missing).
+def config_from_dict(values: dict, source: str = "config", method: str = "sbgm") -> CommonArguments:
+    """Type-check ``values`` against the config of ``method`` (defaults fill what is missing):
+    `Arguments` for 'sbgm', `GANOArguments` for 'gan'.
 
     Raises
     ------
     ConfigError
-        naming the unknown key, the key of the wrong type or the impossible value.
+        naming the unknown key, the key of the wrong type or the impossible value; a key
+        that only the other method knows is named with that method, so that a GANO config
+        given to train.py (or a diffusion one to train_gano.py) says what it is.
     """
-    def typed(values: dict) -> Arguments:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Arguments), values))
+    foreign = _other_method_key(values, method)
+    if foreign:
+        key, other = foreign
+        raise ConfigError(f"{source}: config key '{key}' belongs to method '{other}' ({TRAINERS[other]}), "
+                          f"not to '{method}' ({TRAINERS[method]}): is this a {other} config? Give it to the "
+                          f"{other} scripts (main.sh, launch_eval.py and resume.sh take the method first)")
+    schema = METHODS[method]
+
+    def typed(values: dict) -> CommonArguments:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
 
     # OmegaConf raises TypeError, without the key, for a container where a list belongs.
     failures = (OmegaConfBaseException, TypeError, ValueError)
@@ -183,8 +249,8 @@ def parse_key_value(item: str) -> tuple[str, str]:
     return key, value
 
 
-def load_config(path: str | Path) -> Arguments:
-    """Read a JSON config file and type-check it (see `config_from_dict`)."""
+def load_config(path: str | Path, method: str = "sbgm") -> CommonArguments:
+    """Read a JSON config file and type-check it as ``method``'s (see `config_from_dict`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -194,4 +260,4 @@ def load_config(path: str | Path) -> Arguments:
         raise ConfigError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a JSON object of config keys, not {type(values).__name__}")
-    return config_from_dict(values, source=str(path))
+    return config_from_dict(values, source=str(path), method=method)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from src.checkpoint import load_checkpoint, model_weights
-from src.config import Arguments
+from src.config import CommonArguments, method_of
 from src.experiment import build_model
 from src.metrics import circular_stats, validation_metrics, wasserstein_metrics
 
@@ -137,14 +137,18 @@ def read_stats(path: Path) -> dict:
 # ---------------------------------------------------------------------------
 # The model and its samples
 
-def load_score_model(args: Arguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
-    """The experiment's network with the checkpoint's EMA weights (raw weights if it has none).
+def load_model(args: CommonArguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
+    """The experiment's sampling network (the score network, GANO's generator) with the
+    checkpoint's EMA weights (raw weights if it has none).
 
     Returns
     -------
     (model, state): the model in eval mode on ``device``, and the checkpoint dict.
     """
-    state = load_checkpoint(checkpoint_path, device)
+    try:
+        state = load_checkpoint(checkpoint_path, device, method=method_of(args))
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
     model = build_model(args)
     try:
         model.load_state_dict(model_weights(state))

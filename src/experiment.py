@@ -1,8 +1,10 @@
-"""An experiment's pieces built from its `Arguments`, and the one way to sample a model.
+"""An experiment's pieces built from its config, and the one way to sample a model.
 
-`train.py` and `eval.py` both go through these functions, so that an experiment directory's
-``config.json`` rebuilds exactly the model, noise and noise levels that wrote its checkpoints,
-and validation during training samples exactly as evaluation does.
+Training (src/training.py) and evaluation (eval.py) of both methods go through these
+functions, so that an experiment directory's ``config.json`` rebuilds exactly the model,
+noise and noise levels that wrote its checkpoints, and validation during training samples
+exactly as evaluation does. The config's type says the method: `Arguments`, the diffusion
+operator; `GANOArguments`, the GANO baseline.
 """
 
 import math
@@ -10,11 +12,12 @@ import warnings
 
 import torch
 
-from src.config import Arguments
+from src.config import Arguments, CommonArguments, GANOArguments
 from src.data import load_volcano, split_train_valid
 from src.diffusion import annealed_langevin, sigma_schedule
 from src.noise import build_noise_sampler
 from src.progress import progress_bar
+from src.models_gano import Discriminator, Generator
 from src.score_network import UNOScoreNetwork
 
 
@@ -22,7 +25,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_data(args: Arguments, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def load_data(args: CommonArguments, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Training and validation functions (N, res, res, 2), res = factor * args.data_resolution.
 
     ``factor`` > 1 gives the ground truth for super-resolution: the interferograms resized
@@ -33,17 +36,25 @@ def load_data(args: Arguments, data_dir: str, factor: int = 1) -> tuple[torch.Te
     return split_train_valid(x, args.val_size, seed=args.seed)
 
 
-def build_model(args: Arguments) -> UNOScoreNetwork:
+def build_model(args: CommonArguments) -> UNOScoreNetwork | Generator:
+    """The network that samples: the score network, or GANO's generator."""
+    if isinstance(args, GANOArguments):
+        return Generator(args.data_resolution, args.npad, args.d_co_domain, args.fmult)
     return UNOScoreNetwork(res=args.data_resolution, npad=args.npad, d_co_domain=args.d_co_domain,
                            mult_dims=list(args.mult_dims), fmult=args.fmult, factorization=args.factorization,
                            rank=args.rank, groups=args.groups, num_freqs_input=args.num_freqs_input)
 
 
-def build_noise(args: Arguments, res: int, device):
+def build_discriminator(args: GANOArguments) -> Discriminator:
+    return Discriminator(args.data_resolution, args.npad, args.d_co_domain, args.fmult)
+
+
+def build_noise(args: CommonArguments, res: int, device):
     """The experiment's noise sampler on a res x res grid (res may exceed the training one:
     the same field on a finer grid)."""
     return build_noise_sampler(res, white_noise=args.white_noise, rbf_scale=args.rbf_scale, rbf_eps=args.rbf_eps,
-                               kernel=args.noise_kernel, method=args.noise_method, device=device)
+                               kernel=args.noise_kernel, method=args.noise_method, device=device,
+                               grf_alpha=args.grf_alpha, grf_tau=args.grf_tau)
 
 
 def build_sigmas(args: Arguments, device) -> torch.Tensor:
@@ -51,12 +62,13 @@ def build_sigmas(args: Arguments, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model, args: Arguments, noise_sampler, n: int, batch_size: int, seed: int,
+def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int, seed: int,
            progress: bool = True) -> torch.Tensor:
-    """n functions drawn by the config's annealed Langevin dynamics, in batches.
+    """n functions drawn in batches: by the config's annealed Langevin dynamics with the score
+    network, or by GANO's generator applied to noise.
 
     The grid is the noise sampler's: the training one, or a finer one for super-resolution
-    (the network adapts its padding). Every draw comes from one generator seeded with
+    (the networks adapt their padding). Every draw comes from one generator seeded with
     ``seed``, so the same seed gives the same samples and the global random state is untouched.
     Samples that diverged (NaN or inf) are dropped with a warning that counts them.
 
@@ -65,15 +77,21 @@ def sample(model, args: Arguments, noise_sampler, n: int, batch_size: int, seed:
     (n_finite, res, res, 2) on the CPU, res = noise_sampler.res.
     """
     model.eval()
-    sigmas = build_sigmas(args, noise_sampler.device)
+    if isinstance(args, GANOArguments):
+        def draw(noise, generator):
+            return model(noise)
+    else:
+        sigmas = build_sigmas(args, noise_sampler.device)
+
+        def draw(noise, generator):
+            return annealed_langevin(model, noise_sampler, sigmas, noise, args.epsilon, args.T, generator=generator,
+                                     progress=progress, step_rule=args.step_rule, denoise_last=args.denoise_last)
     generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
     kept, dropped = [], 0
     n_batches = math.ceil(n / batch_size)
     for b in progress_bar(range(n_batches), desc="Generate", shown=progress and n_batches > 1):
         size = min(batch_size, n - b * batch_size)
-        x = noise_sampler.sample(size, generator=generator)
-        x = annealed_langevin(model, noise_sampler, sigmas, x, args.epsilon, args.T, generator=generator,
-                              progress=progress, step_rule=args.step_rule, denoise_last=args.denoise_last).cpu()
+        x = draw(noise_sampler.sample(size, generator=generator), generator).cpu()
         finite = torch.isfinite(x).flatten(1).all(dim=1)
         dropped += int((~finite).sum())
         kept.append(x[finite])

@@ -3,11 +3,12 @@
 The model (Lim et al. 2023, "Score-based diffusion models in function space") perturbs
 functions with Gaussian noise whose covariance is a stationary, isotropic kernel on the
 unit square.  A batch of functions has layout ``(n, res, res, 2)``, channels last; the
-two channels (cos and sin of an InSAR phase) are independent draws.  Grid point
-``(i, j)``, ``i, j = 0 .. res-1``, sits at ``(i / res, j / res)``; covariance matrices
-over the grid use the row-major flat index ``i * res + j``.
+two channels (cos and sin of an InSAR phase) are independent draws.  For the isotropic
+kernels grid point ``(i, j)``, ``i, j = 0 .. res-1``, sits at ``(i / res, j / res)``; for
+``"gano"`` at the cell centre ``((i + 1/2) / res, (j + 1/2) / res)``.  Covariance
+matrices over the grid use the row-major flat index ``i * res + j``.
 
-Kernels (``KERNELS``; ``r`` is the distance, ``l = rbf_scale``; all have ``k(0) = 1``):
+Isotropic kernels (``KERNELS``; ``r`` is the distance, ``l = rbf_scale``; all have ``k(0) = 1``):
 
 =========================  ===================================================================
 ``"exponential"``          ``exp(-r / (2 l^2))``, the default (Matern ``nu = 1/2``)
@@ -21,11 +22,22 @@ its correlation length is ``2 l^2``); its formula is kept so that the paper's
 ``rbf_scale`` values mean the same here.  A GRF draw is ``N(0, C + rbf_eps^2 I)`` with
 ``C[p, q] = k(|x_p - x_q|)``: ``rbf_eps`` is the standard deviation of added white noise.
 
-``build_noise_sampler`` returns one of three samplers: ``IndependentGaussian``, white
-noise; ``CholeskyGRF``, the original algorithm, kept as the reference: ``x = L z`` with
-``L L^T = C + rbf_eps^2 I``, ``z ~ N(0, I)``; ``FFTGRF``, exact draws by circulant
-embedding (Wood & Chan 1994, J. Comput. Graph. Stat. 3(4); Dietrich & Newsam 1997,
-SIAM J. Sci. Comput. 18(4)).  On an ``m x m`` torus the covariance is block circulant,
+``NOISE_KERNELS`` adds ``"gano"``, the noise of GANO (Rahman et al. 2022, "Generative
+adversarial neural operators"), not isotropic: covariance ``tau^(2 (alpha - 1))
+(-Laplacian + tau^2)^(-alpha)`` with zero Neumann conditions on the unit square, mean
+mode removed, plus ``rbf_eps^2 I``.  In the Neumann eigenfunctions ``phi_k(x, y) =
+c_k1 c_k2 cos(pi k1 x) cos(pi k2 y)``, ``c_0 = 1``, ``c_k = sqrt(2)``,
+
+    C[p, q] = tau^(2 (alpha - 1)) sum_{k != 0} (pi^2 |k|^2 + tau^2)^(-alpha) phi_k(x_p) phi_k(x_q),
+
+over ``k1, k2 = 0 .. res-1``.  At the cell centres a separable DCT evaluates it exactly
+(``NeumannGRF``; ``rbf_scale`` is not used).
+
+``build_noise_sampler`` returns one of four samplers: ``NeumannGRF`` for ``"gano"``;
+``IndependentGaussian``, white noise; ``CholeskyGRF``, the original algorithm, kept as
+the reference: ``x = L z`` with ``L L^T = C + rbf_eps^2 I``, ``z ~ N(0, I)``; ``FFTGRF``,
+exact draws by circulant embedding (Wood & Chan 1994, J. Comput. Graph. Stat. 3(4);
+Dietrich & Newsam 1997, SIAM J. Sci. Comput. 18(4)).  On an ``m x m`` torus the covariance is block circulant,
 with eigenvalues ``lambda``: the 2-D DFT of the kernel at the torus lags, plus
 ``rbf_eps^2``.  With ``z1, z2 ~ N(0, I_{m x m})``,
 
@@ -46,10 +58,10 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["KERNELS", "NOISE_METHODS", "CholeskyGRF", "CirculantEmbeddingFallbackWarning", "FFTGRF",
-           "IndependentGaussian", "IsotropicKernel", "NoiseSampler", "NoiseTooLargeError", "build_noise_sampler",
-           "circulant_embedding_eigenvalues", "compact_embedding_size", "embedding_covariance_error",
-           "minimal_embedding_size"]
+__all__ = ["KERNELS", "NOISE_KERNELS", "NOISE_METHODS", "CholeskyGRF", "CirculantEmbeddingFallbackWarning",
+           "FFTGRF", "IndependentGaussian", "IsotropicKernel", "NeumannGRF", "NoiseSampler", "NoiseTooLargeError",
+           "build_noise_sampler", "circulant_embedding_eigenvalues", "compact_embedding_size",
+           "embedding_covariance_error", "minimal_embedding_size", "neumann_cosine_basis"]
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]  # distance (any shape) -> covariance (same shape)
 
@@ -85,6 +97,8 @@ KERNELS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "matern52": matern52_kernel,
 }
 
+GANO_KERNEL = "gano"  # NeumannGRF, GANO's noise
+NOISE_KERNELS = tuple(sorted(KERNELS)) + (GANO_KERNEL,)  # every valid noise_kernel
 NOISE_METHODS = ("fft", "cholesky")
 
 
@@ -486,24 +500,149 @@ class FFTGRF(_GaussianRandomField):
                 f"fallback={self.fallback_sampler is not None})")
 
 
+def neumann_cosine_basis(res: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``Phi[i, k] = c_k cos(pi k (i + 1/2) / res)``, ``c_0 = 1``, ``c_k = sqrt(2)``: ``(res, res)`` float64.
+
+    Column ``k`` is the ``k``-th zero-Neumann eigenfunction of ``-d^2/dx^2`` on ``[0, 1]``,
+    normalised in ``L2``, at the cell centres ``(i + 1/2) / res``.  There the midpoint rule
+    is exact for products of these modes, ``Phi^T Phi / res = I``, and ``Phi / sqrt(res)``
+    is the matrix of the orthonormal DCT-III (``scipy.fft.idct(norm="ortho")``; ``cv2.idct``
+    applies it along both axes).
+    """
+    _check_at_least("res", res, 1)
+    index = torch.arange(res, device=device)
+    # cos(pi m / (2 res)) with the integer m = (2 i + 1) k reduced mod 4 res: the argument
+    # is exact before it is scaled, at any res.
+    phase = ((2 * index[:, None] + 1) * index[None, :]) % (4 * res)
+    basis = torch.cos(phase.to(torch.float64) * (math.pi / (2 * res)))
+    basis[:, 1:] *= math.sqrt(2)
+    return basis
+
+
+class NeumannGRF(NoiseSampler):
+    """GANO's noise: a GRF with covariance ``tau^(2 (alpha - 1)) (-Laplacian + tau^2)^(-alpha)``, exact by DCT.
+
+    The Laplacian has zero Neumann conditions on the unit square and the mean (``k = 0``)
+    mode is removed, as in GANO (Rahman et al. 2022), whose notebook scales white noise by
+    ``tau^(alpha - 1) (pi^2 |k|^2 + tau^2)^(-alpha / 2) res`` and applies ``cv2.idct``.
+    The grid points are the cell centres ``((i + 1/2) / res, (j + 1/2) / res)``, where the
+    DCT evaluates the eigenfunctions exactly.  Per channel, with ``Phi =
+    neumann_cosine_basis(res)``, ``lambda[k1, k2] = (pi^2 (k1^2 + k2^2) + tau^2)^(-alpha)``,
+    ``lambda[0, 0] = 0`` and ``Z`` a ``res x res`` standard normal matrix,
+
+        u = tau^(alpha - 1) Phi (sqrt(lambda) * Z) Phi^T + rbf_eps * (white noise):
+
+    two ``res x res`` matrix products, O(res^3) per draw, no ``res^2 x res^2`` matrix.  Its
+    covariance is ``C[p, q] = tau^(2 (alpha - 1)) sum_k lambda[k] phi_k(x_p) phi_k(x_q) +
+    rbf_eps^2 delta_pq``, ``phi_k(x_p) = Phi[row_p, k1] Phi[col_p, k2]``.  Without white
+    noise it is singular and every draw has spatial mean 0.
+
+    Parameters
+    ----------
+    res : int
+        Points per axis.
+    alpha : float
+        Exponent, ``> 1``: in 2-D the pointwise variance ``tau^(2 (alpha - 1)) sum_k
+        lambda[k] phi_k(x)^2`` stays bounded as ``res`` grows only then.  Larger is smoother.
+    tau : float
+        Inverse length scale, ``> 0``: modes with ``pi |k| < tau`` have about equal variance.
+    rbf_eps : float
+        Standard deviation of the white noise added to the field, ``>= 0``.
+    device : torch.device or str
+        Where draws are made.
+    """
+
+    def __init__(self, res: int, alpha: float = 1.5, tau: float = 1.0, rbf_eps: float = 0.0,
+                 device: torch.device | str = "cpu") -> None:
+        _check_at_least("res", res, 1)
+        if not 1 < alpha < math.inf:
+            raise ValueError(f"GANO noise exponent alpha (grf_alpha) must be > 1 and finite, got {alpha}: "
+                             "in 2-D the field's pointwise variance, the sum over modes k of "
+                             "(pi^2 |k|^2 + tau^2)^(-alpha), is finite only for alpha > 1")
+        if not 0 < tau < math.inf:
+            raise ValueError(f"GANO noise inverse length scale tau (grf_tau) must be positive and finite, got {tau}")
+        _check_at_least("rbf_eps", rbf_eps, 0)
+        self.res = res
+        self.alpha = alpha
+        self.tau = tau
+        self.rbf_eps = rbf_eps
+        self.device = torch.device(device)
+        self.basis = neumann_cosine_basis(res, self.device)
+        self.scale = tau ** (alpha - 1)
+        wavenumber = torch.arange(res, dtype=torch.float64, device=self.device)
+        squared_norm = wavenumber[:, None] ** 2 + wavenumber[None, :] ** 2
+        self.eigenvalues = (math.pi**2 * squared_norm + tau**2) ** -alpha
+        self.eigenvalues[0, 0] = 0.0  # the mean mode is removed
+        # float32 for the draws: their rounding (relative 6e-8) is far below Monte Carlo error.
+        self._amplitude = _to_float32_without_subnormals(self.scale * self.eigenvalues.sqrt())
+        self._basis32 = self.basis.to(torch.float32)
+        self._basis32_t = self._basis32.T.contiguous()
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_at_least("number of draws", n, 0)
+        res = self.res
+        # The 2 n channels' coefficients sqrt(lambda) * Z, scaled in place.
+        coefficients = torch.randn(2 * n, res, res, generator=generator, device=self.device).mul_(self._amplitude)
+        # Phi W Phi^T: W Phi^T as one (2 n res, res) x (res, res) product, then Phi times each field.
+        fields = self._basis32 @ (coefficients.reshape(2 * n * res, res) @ self._basis32_t).reshape(2 * n, res, res)
+        draws = fields.reshape(n, 2, res, res).permute(0, 2, 3, 1)
+        if self.rbf_eps > 0:
+            draws = draws + self.rbf_eps * torch.randn(n, res, res, 2, generator=generator, device=self.device)
+        return draws.contiguous()
+
+    def covariance_block(self, k: int) -> torch.Tensor:
+        """``C[0:k, 0:k]``, ``(k, k)`` float64, in O((k + res)^2) memory.
+
+        The first ``k`` points lie in the first ``R = ceil(k / res)`` rows; between rows ``r``
+        and ``s`` the block is ``Phi diag(w[r, s]) Phi^T`` with ``w[r, s, k2] = sum_k1
+        Phi[r, k1] Phi[s, k1] lambda[k1, k2]``.
+        """
+        res = self.res
+        if not 0 <= k <= res * res:
+            raise ValueError(f"block size k must be in [0, res^2 = {res * res}], got {k}")
+        rows = -(-k // res)
+        row_modes = self.basis[:rows]
+        weights = ((row_modes[:, None, :] * row_modes[None, :, :]).reshape(rows * rows, res) @ self.eigenvalues)
+        # blocks[r, s, i, j] = sum_k2 Phi[i, k2] w[r, s, k2] Phi[j, k2]
+        blocks = (self.basis * weights.reshape(rows, rows, 1, res)) @ self.basis.T
+        covariance = blocks.permute(0, 2, 1, 3).reshape(rows * res, rows * res)[:k, :k].mul(self.scale**2)
+        covariance.diagonal().add_(self.rbf_eps**2)
+        return covariance
+
+    def __repr__(self) -> str:
+        return (f"NeumannGRF(res={self.res}, alpha={self.alpha}, tau={self.tau}, rbf_eps={self.rbf_eps}, "
+                f"device={self.device})")
+
+
 def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: float,
                         kernel: str = "exponential", method: str = "fft",
-                        device: torch.device | str = "cpu", max_dense_bytes: float = 2**30) -> NoiseSampler:
+                        device: torch.device | str = "cpu", max_dense_bytes: float = 2**30,
+                        grf_alpha: float = 1.5, grf_tau: float = 1.0) -> NoiseSampler:
     """The noise sampler of a training or evaluation configuration.
 
     ``white_noise`` gives ``IndependentGaussian`` (``kernel`` and ``method`` are still
-    validated); else ``method`` ``"fft"`` gives ``FFTGRF`` and ``"cholesky"`` ``CholeskyGRF``,
-    with kernel ``IsotropicKernel(kernel, rbf_scale)``.  Raises ``ValueError`` naming an
-    unknown ``kernel`` or ``method`` (and listing the valid ones) or a number out of range,
-    and ``NoiseTooLargeError`` when ``"fft"`` would fall back to a dense covariance of more
-    than ``max_dense_bytes`` (the message suggests a length scale that embeds).
+    validated).  Else kernel ``"gano"`` with ``method`` ``"fft"`` gives ``NeumannGRF(res,
+    grf_alpha, grf_tau, rbf_eps)``, whose DCT is exact (``rbf_scale`` is not used); an
+    isotropic kernel with ``method`` ``"fft"`` gives ``FFTGRF`` and with ``"cholesky"``
+    ``CholeskyGRF``, with kernel ``IsotropicKernel(kernel, rbf_scale)`` (``grf_alpha`` and
+    ``grf_tau`` are not used).  Raises ``ValueError`` naming an unknown ``kernel`` or
+    ``method`` (and listing the valid ones), ``"gano"`` with ``"cholesky"``, or a number out
+    of range, and ``NoiseTooLargeError`` when ``"fft"`` would fall back to a dense
+    covariance of more than ``max_dense_bytes`` (the message suggests a length scale that
+    embeds).
     """
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown noise kernel {kernel!r}; valid kernels: {sorted(KERNELS)}")
+    if kernel not in NOISE_KERNELS:
+        raise ValueError(f"unknown noise kernel {kernel!r}; valid kernels: {list(NOISE_KERNELS)}")
     if method not in NOISE_METHODS:
         raise ValueError(f"unknown noise method {method!r}; valid methods: {list(NOISE_METHODS)}")
     if white_noise:
         return IndependentGaussian(res, device)
+    if kernel == GANO_KERNEL:
+        if method == "cholesky":
+            raise ValueError(f"the {GANO_KERNEL!r} noise kernel is drawn exactly by its DCT and has no Cholesky "
+                             "reference (its covariance is singular: the mean mode is removed); "
+                             "use noise_method 'fft'")
+        return NeumannGRF(res, grf_alpha, grf_tau, rbf_eps, device)
     covariance_function = IsotropicKernel(kernel, rbf_scale)
     if method == "fft":
         return FFTGRF(res, covariance_function, rbf_eps, device, max_fallback_bytes=max_dense_bytes)

@@ -130,9 +130,10 @@ def plot_sample_pages(samples: torch.Tensor, directory: Path, stem: str, pages: 
     return written
 
 
-def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas: torch.Tensor, n_mean: int,
+def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas: torch.Tensor | None, n_mean: int,
                       seed: int, shown: int = 16) -> None:
-    """What a training run draws before it starts: the noise, the data perturbed by it, mean images.
+    """What a training run draws before it starts: the noise, the data perturbed by it at the
+    noise levels ``sigmas`` (None for GANO, which has none), mean images.
 
     Every draw comes from generators of its own seeded with ``seed``, so the figures never
     change the global random state, and so never the training.
@@ -140,20 +141,22 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
     savedir = Path(savedir)
     generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
     plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "noise_samples"))
-    plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "init_samples"),
-               title="Langevin initial states (channel 0)")
+    if sigmas is not None:
+        plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "init_samples"),
+                   title="Langevin initial states (channel 0)")
     covariance = noise_sampler.covariance_block(min(200, noise_sampler.res ** 2))
     if covariance is not None:
         plot_matrix(covariance, figure_paths(savedir / "noise", "noise_sampler_C"),
                     title="noise_sampler.C[0:200, 0:200]")
-    # u + sqrt(sigma) z from the largest to the smallest noise level: sigma_1 must hide the data.
-    levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
-    u = train[:1].to(sigmas.device)
-    noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels), generator)
-    plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
-                    titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
-    plot_phase_grid(noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4,
-                    suptitle="Langevin initial states (phase)")
+    if sigmas is not None:
+        # u + sqrt(sigma) z from the largest to the smallest noise level: sigma_1 must hide the data.
+        levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
+        u = train[:1].to(sigmas.device)
+        noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels), generator)
+        plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
+                        titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
+        plot_phase_grid(noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4,
+                        suptitle="Langevin initial states (phase)")
     # Mean images of random subsets of n_mean training functions: how much a mean varies by chance.
     cpu_generator = torch.Generator().manual_seed(seed)
     subsets = [train[torch.randperm(len(train), generator=cpu_generator)[:n_mean]].mean(0) for _ in range(8)]

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_command
-from src.config import Arguments, ConfigError, config_from_dict, load_config, parse_key_value
+from src.config import (METHODS, Arguments, CommonArguments, ConfigError, GANOArguments, config_from_dict,
+                        load_config, parse_key_value)
 
 ORIGINAL_FIELDS = """batch_size val_batch_size epochs val_size record_interval white_noise augment schedule
 resolution npad epsilon sigma_1 sigma_L T L rbf_scale rbf_eps factorization num_freqs_input scale_factor
@@ -25,7 +26,46 @@ def test_arguments_has_every_field_of_the_original_and_ntrain():
 
 @pytest.mark.parametrize("json_file", sorted((ROOT / "exps" / "json").glob("*.json")), ids=lambda p: p.name)
 def test_shipped_configs_load(json_file):
-    load_config(json_file)
+    """GANO's configs are named gano-*.json; the others are the diffusion operator's."""
+    method = "gan" if json_file.name.startswith("gano-") else "sbgm"
+    assert type(load_config(json_file, method)) is METHODS[method]
+
+
+def test_gano_configs_hold_the_gano_notebook_values_at_the_paper_scale():
+    for name, white in (("gano-indep.json", True), ("gano-rbf.json", False)):
+        args = load_config(ROOT / "exps" / "json" / name, "gan")
+        assert (args.n_critic, args.lambda_grad, args.lr, args.batch_size, args.d_co_domain) == (10, 10.0, 1e-4, 32, 32)
+        assert (args.resolution, args.npad, args.epochs, args.white_noise) == (128, 8, 300, white)
+
+
+@pytest.mark.parametrize("values, method, culprit, other", [
+    ({"n_critic": 5}, "sbgm", "n_critic", "gan"),
+    ({"lambda_grad": 1.0}, "sbgm", "lambda_grad", "gan"),
+    ({"epsilon": 1e-4}, "gan", "epsilon", "sbgm"),
+    ({"sigma_1": 2.0, "n_critic": 3}, "gan", "sigma_1", "sbgm"),
+])
+def test_a_key_of_the_other_method_is_named_with_its_method(values, method, culprit, other):
+    with pytest.raises(ConfigError, match=f"'{culprit}' belongs to method '{other}'"):
+        config_from_dict(values, method=method)
+
+
+@pytest.mark.parametrize("values, culprit", [
+    ({"n_critic": 0}, "n_critic"),
+    ({"lambda_grad": -1.0}, "lambda_grad"),
+    ({"grf_alpha": 1.0}, "grf_alpha"),
+    ({"grf_tau": 0.0}, "grf_tau"),
+    ({"noise_kernel": "gaussian"}, "noise_kernel"),
+    ({"epoch": 3}, "epoch"),
+])
+def test_bad_gano_configs_name_the_key(values, culprit):
+    with pytest.raises(ConfigError, match=culprit):
+        config_from_dict(values, method="gan")
+
+
+def test_both_methods_share_the_common_keys():
+    common = {f.name for f in fields(CommonArguments)}
+    assert common <= {f.name for f in fields(Arguments)} and common <= {f.name for f in fields(GANOArguments)}
+    assert {f.name for f in fields(GANOArguments)} - common == {"n_critic", "lambda_grad"}
 
 
 def test_paper_configs_hold_the_paper_values():

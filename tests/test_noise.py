@@ -1,4 +1,4 @@
-"""Tests of src/noise.py: the white-noise, Cholesky and circulant-embedding samplers.
+"""Tests of src/noise.py: the white-noise, Cholesky, circulant-embedding and GANO (DCT) samplers.
 
 Statistical tests draw tens of thousands of fields with a fixed seed, so they
 are deterministic; tolerances are 5 standard errors of the estimate.  For
@@ -12,20 +12,24 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import scipy.fft
 from scipy import stats
 
 from src.noise import (
     KERNELS,
+    NOISE_KERNELS,
     CholeskyGRF,
     CirculantEmbeddingFallbackWarning,
     FFTGRF,
     IndependentGaussian,
     IsotropicKernel,
+    NeumannGRF,
     build_noise_sampler,
     circulant_embedding_eigenvalues,
     compact_embedding_size,
     embedding_covariance_error,
     minimal_embedding_size,
+    neumann_cosine_basis,
 )
 
 STANDARD_ERRORS = 5.0
@@ -93,10 +97,31 @@ def torch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_sampler(kind: str, res: int) -> "IndependentGaussian | CholeskyGRF | FFTGRF":
+def reference_neumann_covariance(res: int, alpha: float, tau: float, rbf_eps: float) -> np.ndarray:
+    """GANO's covariance over the cell centres ``((i + 1/2) / res, (j + 1/2) / res)``, row-major, float64.
+
+    ``tau^(2 (alpha - 1)) sum_{k != 0} (pi^2 |k|^2 + tau^2)^(-alpha) phi_k(x_p) phi_k(x_q) + eps^2 I``,
+    ``phi_k(x, y) = c_k1 c_k2 cos(pi k1 x) cos(pi k2 y)``, ``c_0 = 1``, ``c_k = sqrt(2)``, mode by mode.
+    """
+    centres = (np.arange(res) + 0.5) / res
+    covariance = rbf_eps**2 * np.eye(res * res)
+    for k1 in range(res):
+        for k2 in range(res):
+            if k1 == k2 == 0:
+                continue
+            c1, c2 = (1.0 if k1 == 0 else math.sqrt(2)), (1.0 if k2 == 0 else math.sqrt(2))
+            mode = np.outer(c1 * np.cos(math.pi * k1 * centres), c2 * np.cos(math.pi * k2 * centres)).ravel()
+            variance = tau ** (2 * (alpha - 1)) * (math.pi**2 * (k1**2 + k2**2) + tau**2) ** -alpha
+            covariance += variance * np.outer(mode, mode)
+    return covariance
+
+
+def make_sampler(kind: str, res: int) -> "IndependentGaussian | CholeskyGRF | FFTGRF | NeumannGRF":
     kernel = IsotropicKernel("exponential", 0.2)
     if kind == "white":
         return IndependentGaussian(res)
+    if kind == "gano":
+        return NeumannGRF(res, 1.5, 1.0, 0.1)
     if kind == "cholesky":
         return CholeskyGRF(res, kernel, 0.1)
     if kind == "fft":
@@ -107,7 +132,7 @@ def make_sampler(kind: str, res: int) -> "IndependentGaussian | CholeskyGRF | FF
     raise AssertionError(kind)
 
 
-SAMPLER_KINDS = ["white", "cholesky", "fft", "fft_fallback"]
+SAMPLER_KINDS = ["white", "cholesky", "fft", "fft_fallback", "gano"]
 
 
 # ---------------------------------------------------------------------------
@@ -274,6 +299,94 @@ def test_fft_and_cholesky_draw_the_same_distribution(res, length_scale, longer):
     other = channel_samples_at(CholeskyGRF(res, IsotropicKernel("exponential", longer), rbf_eps), n, indices, seed=6)
     difference = from_fft.T @ from_fft / (2 * n) - other.T @ other / (2 * n)
     assert np.abs(difference / standard_error).max() > STANDARD_ERRORS
+
+
+# ---------------------------------------------------------------------------
+# GANO's noise: the Neumann GRF drawn by a DCT
+# ---------------------------------------------------------------------------
+
+# (alpha, tau, rbf_eps): GANO's defaults, and a smoother field with a short length scale.
+NEUMANN_CASES = [(1.5, 1.0, 0.0), (2.5, 4.0, 0.2)]
+
+
+@pytest.mark.parametrize("res", [1, 2, 7, 64])
+def test_neumann_basis_is_orthonormal_on_the_cell_centres_and_is_the_orthonormal_idct(res):
+    basis = neumann_cosine_basis(res).numpy()
+    np.testing.assert_allclose(basis.T @ basis / res, np.eye(res), atol=1e-12)
+    # Phi / sqrt(res) is the orthonormal DCT-III (cv2.idct, GANO's transform): its columns
+    # are the inverse transforms of the unit vectors.
+    np.testing.assert_allclose(basis, math.sqrt(res) * scipy.fft.idct(np.eye(res), norm="ortho", axis=0),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha, tau, rbf_eps", NEUMANN_CASES)
+def test_neumann_covariance_block_is_the_formula(alpha, tau, rbf_eps):
+    res = 6
+    dense = reference_neumann_covariance(res, alpha, tau, rbf_eps)
+    sampler = NeumannGRF(res, alpha, tau, rbf_eps)
+    for k in (0, 1, 5, 6, 7, 20, res * res):  # within the first row, at its end, across rows, all
+        block = sampler.covariance_block(k)
+        assert block.shape == (k, k) and block.dtype == torch.float64
+        np.testing.assert_allclose(block.numpy(), dense[:k, :k], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="block size"):
+        sampler.covariance_block(res * res + 1)
+
+
+@pytest.mark.parametrize("alpha, tau, rbf_eps", NEUMANN_CASES)
+def test_neumann_empirical_covariance_matches_the_formula(alpha, tau, rbf_eps):
+    res = 6
+    samples = channel_samples(NeumannGRF(res, alpha, tau, rbf_eps).sample(20_000, torch_generator(12)))
+    assert_covariance_is(samples, reference_neumann_covariance(res, alpha, tau, rbf_eps))
+
+
+def test_neumann_empirical_covariance_at_the_corners_of_a_larger_grid():
+    # At res 16 the pairs of corner points see the boundary on both sides, where the cosines
+    # are largest and a shifted grid (i / res instead of (i + 1/2) / res) would show.
+    res = 16
+    sampler = NeumannGRF(res, 1.5, 1.0, 0.05)
+    indices = corner_indices(res, width=3)
+    samples = channel_samples_at(sampler, 20_000, indices, seed=13)
+    expected = reference_neumann_covariance(res, 1.5, 1.0, 0.05)[np.ix_(indices, indices)]
+    assert_covariance_is(samples, expected)
+
+
+def test_neumann_draws_are_gano_coefficients_through_the_orthonormal_idct():
+    # GANO's recipe, with scipy's idctn for cv2.idct: coefficients
+    # tau^(alpha - 1) (pi^2 |k|^2 + tau^2)^(-alpha / 2) res Z, mean mode 0.  The sampler
+    # takes channel c of draw i from the normals randn(2 n, res, res)[2 i + c].
+    res, alpha, tau, n = 9, 1.5, 2.0, 3
+    normals = torch.randn(2 * n, res, res, generator=torch_generator(14)).double().numpy()
+    wavenumber = np.arange(res)
+    squared_norm = wavenumber[:, None] ** 2 + wavenumber[None, :] ** 2
+    amplitude = tau ** (alpha - 1) * (math.pi**2 * squared_norm + tau**2) ** (-alpha / 2) * res
+    amplitude[0, 0] = 0.0
+    expected = scipy.fft.idctn(amplitude * normals, norm="ortho", axes=(1, 2))
+    draws = NeumannGRF(res, alpha, tau, 0.0).sample(n, torch_generator(14))
+    np.testing.assert_allclose(channel_samples(draws).reshape(2 * n, res, res), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("res", [5, 16, 64])
+def test_neumann_draws_have_zero_spatial_mean_without_white_noise(res):
+    # Every non-constant cosine sums to 0 over the cell centres: removing the k = 0 mode
+    # removes the mean of every draw, not only its expectation.
+    draws = NeumannGRF(res, 1.5, 1.0, 0.0).sample(50, torch_generator(15)).double()
+    spatial_mean = draws.mean(dim=(1, 2))
+    assert spatial_mean.abs().max() < 1e-6 * draws.std()  # float32 rounding
+    with_white_noise = NeumannGRF(res, 1.5, 1.0, 0.1).sample(50, torch_generator(15)).double()
+    assert with_white_noise.mean(dim=(1, 2)).abs().max() > 1e-3 * 0.1 / res
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(alpha=1.0), r"alpha \(grf_alpha\) must be > 1.*got 1\.0.*finite"),
+    (dict(alpha=math.nan), "grf_alpha"),
+    (dict(tau=0.0), r"tau \(grf_tau\) must be positive.*got 0\.0"),
+    (dict(tau=-1.0), "grf_tau"),
+    (dict(rbf_eps=-0.1), "rbf_eps"),
+    (dict(res=0), "res"),
+])
+def test_neumann_rejects_out_of_range_parameters(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        NeumannGRF(**{"res": 8, **arguments})
 
 
 # ---------------------------------------------------------------------------
@@ -500,8 +613,40 @@ def test_build_noise_sampler_returns_the_requested_sampler():
         np.testing.assert_allclose(sampler.covariance_block(64).numpy(), expected, rtol=1e-12, atol=1e-14)
 
 
+def test_build_noise_sampler_builds_gano_noise_from_grf_alpha_and_grf_tau():
+    sampler = build_noise_sampler(8, False, 0.1, 0.05, kernel="gano", grf_alpha=2.0, grf_tau=3.0)
+    assert type(sampler) is NeumannGRF
+    np.testing.assert_allclose(sampler.covariance_block(64).numpy(), reference_neumann_covariance(8, 2.0, 3.0, 0.05),
+                               rtol=1e-12, atol=1e-15)
+    # grf_alpha and grf_tau are not those of an isotropic kernel, rbf_scale not gano's.
+    isotropic = build_noise_sampler(8, False, 0.1, 0.05, kernel="matern", grf_alpha=2.0, grf_tau=3.0)
+    np.testing.assert_allclose(isotropic.covariance_block(64).numpy(), reference_covariance(8, "matern", 0.1, 0.05),
+                               rtol=1e-12, atol=1e-14)
+    other_scale = build_noise_sampler(8, False, 0.7, 0.05, kernel="gano", grf_alpha=2.0, grf_tau=3.0)
+    assert torch.equal(other_scale.covariance_block(64), sampler.covariance_block(64))
+    assert isinstance(build_noise_sampler(8, True, 0.1, 0.05, kernel="gano"), IndependentGaussian)
+
+
+def test_every_noise_kernel_builds():
+    assert NOISE_KERNELS == tuple(sorted(KERNELS)) + ("gano",)
+    for kernel in NOISE_KERNELS:
+        sampler = build_noise_sampler(6, False, 0.1, 0.01, kernel=kernel)
+        assert sampler.sample(2, torch_generator(0)).shape == (2, 6, 6, 2)
+
+
+def test_build_noise_sampler_refuses_gano_with_cholesky():
+    with pytest.raises(ValueError, match=r"'gano'.*no Cholesky.*'fft'"):
+        build_noise_sampler(8, False, 0.1, 0.01, kernel="gano", method="cholesky")
+
+
+@pytest.mark.parametrize("arguments, culprit", [(dict(grf_alpha=0.9), "grf_alpha"), (dict(grf_tau=0.0), "grf_tau")])
+def test_build_noise_sampler_rejects_out_of_range_gano_parameters(arguments, culprit):
+    with pytest.raises(ValueError, match=culprit):
+        build_noise_sampler(8, False, 0.1, 0.01, kernel="gano", **arguments)
+
+
 def test_build_noise_sampler_names_an_unknown_kernel():
-    with pytest.raises(ValueError, match=r"'rbf'.*'exponential'.*'squared_exponential'"):
+    with pytest.raises(ValueError, match=r"'rbf'.*'exponential'.*'squared_exponential'.*'gano'"):
         build_noise_sampler(8, False, 0.1, 0.01, kernel="rbf")
 
 

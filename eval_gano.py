@@ -1,0 +1,22 @@
+"""Evaluate a trained GANO experiment: generate samples, super-resolve, plot.
+
+    DATA_DIR=/path/to/volcano python eval_gano.py --exp_name=$SAVEDIR/<name>/<id> \\
+        --savedir=$SAVEDIR/<name>/<id>/eval --mode=generate|superres|plot [--checkpoint=model.w_total.pt]
+
+or, from ``exps/``: ``bash launch_eval.py gan <name>/<id> --mode=generate``. The flags, modes
+and output files are eval.py's (see there), which this runs for method 'gan': the generator,
+with the EMA of its weights, maps noise on the training grid (generate) or on a grid --factor
+times as fine, its padding scaled (superres).
+"""
+
+import sys
+
+import eval as evaluation
+
+
+def main(argv=None) -> int:
+    return evaluation.main(argv, method="gan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

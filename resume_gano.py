@@ -1,0 +1,21 @@
+"""Resume a stopped training run of the GANO baseline exactly where it stopped.
+
+    DATA_DIR=/path/to/volcano python resume_gano.py $SAVEDIR/<experiment name>/<id>
+
+As resume.py does for the diffusion operator (see there and src/training.py): the run goes
+on with its own config.json from its model.pt, generator, discriminator, both optimizers and
+the EMA. From ``exps/``: ``bash resume.sh gan <experiment name> <id>``.
+"""
+
+import sys
+
+import train_gano
+from src.training import resume_main
+
+
+def main(argv=None) -> int:
+    return resume_main(train_gano.main, "train_gano.py", argv, __doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""The training loop both methods run: train.py (the diffusion operator) and train_gano.py (GANO).
+
+A method is a `Trainer`: its networks, optimizers, EMA and one training step. Everything
+else is here, once: the command line, the config and run directory, the data and split, the
+batches, the checkpoints and exact resumption, validation sampling and its metrics, the best
+checkpoints, results.json and the figures, and the stop signals of Slurm.
+
+The run directory holds everything: config.json (the resolved config; on restart it wins over
+--cfg unless --override_cfg), results.json (one JSON line per epoch), gt_stats.pkl, model.pt
+(the checkpoint to resume from), model.<metric>.pt (at each new best validation metric), and
+figures under noise/ and samples/.
+
+Resuming is exact: a run stopped anywhere and restarted writes the same results.json lines (but
+their times) and ends with the same weights, bit for bit on the CPU, as if never stopped. Every
+random draw of training comes from a generator seeded by (seed, epoch, step) alone (the batch
+order and flips by (seed, epoch)); validation and figures draw from generators of their own; and
+model.pt holds the weights, optimizers, EMA, best metrics, the position (epoch, step) and the
+losses of the epoch so far. On SIGUSR1 or SIGTERM (Slurm's warning before a time limit or a
+preemption) the run finishes its step, writes model.pt at that step, asks Slurm to requeue the
+job when it runs under one, and exits 0.
+"""
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from src.checkpoint import load_checkpoint, save_checkpoint
+from src.config import CommonArguments, ConfigError, load_config
+from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
+from src.experiment import default_device, load_data, sample
+from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
+from src.metrics import circular_stats, validation_metrics
+from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
+from src.progress import progress_bar
+
+METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
+SAMPLES_SHOWN = 16
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss); the last good checkpoint is left as it was."""
+
+
+class Trainer:
+    """A method's part of training; `run` does the rest.
+
+    Attributes a method sets
+    ------------------------
+    method : 'sbgm' or 'gan' (the name in config.json's loading and in checkpoints)
+    model : the network that samples (the score network, GANO's generator)
+    ema : `src.checkpoint.EMA` of the model, or None
+    networks : {checkpoint key: module}, with the model under 'weights'
+    optimizers : {checkpoint key: optimizer}, the model's under 'optimizer'
+    noise_sampler : the noise of the config at the training resolution
+    sigmas : the noise levels drawn in the run overview figure (None: noise only)
+    """
+
+    method: str
+    sigmas = None
+
+    def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int) -> dict:
+        """One step on the batch ``u`` (on the device), drawing only from ``generator``;
+        ``step`` counts the steps of the run from 0. Returns {name: detached loss}."""
+        raise NotImplementedError
+
+    def epoch_summary(self) -> dict:
+        """Entries of the epoch's results.json line beside the mean losses (e.g. validation losses)."""
+        return {}
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def parse_args(argv=None, description=None):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg", required=True, help="JSON file of config keys (see src/config.py)")
+    parser.add_argument("--savedir", required=True, help="run directory (created if missing)")
+    parser.add_argument("--override_cfg", action="store_true",
+                        help="use --cfg even if savedir already has a config.json; without it the saved "
+                             "config wins, so that a restarted Slurm job keeps its config")
+    return parser.parse_args(argv)
+
+
+def resolve_config(cfg: str, savedir: Path, override: bool, method: str) -> CommonArguments:
+    saved = savedir / "config.json"
+    if saved.exists() and not override:
+        print(f"Using the config saved in {saved} (pass --override_cfg to use {cfg} instead)")
+        return load_config(saved, method)
+    return load_config(cfg, method)
+
+
+def learning_rate(args: CommonArguments, step: int, total_steps: int) -> float:
+    """The lr of training step ``step`` (from 0) of ``total_steps``: constant, or a cosine from lr to 0."""
+    if args.lr_schedule == "cosine":
+        return 0.5 * args.lr * (1.0 + math.cos(math.pi * step / total_steps))
+    return args.lr
+
+
+class StopRequest:
+    """While in use, remembers a stop signal (SIGUSR1, SIGTERM) so that the step in progress can
+    finish first; the previous handlers come back afterwards."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __enter__(self):
+        self.previous = {signum: signal.signal(signum, self.request) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def request(self, signum, frame) -> None:
+        self.signal = signal.Signals(signum).name
+
+
+def requeue_slurm_job() -> None:
+    """Under Slurm, put this job back in the queue: it restarts in the same savedir and resumes."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+        print(f"scontrol requeue {job}: {'done' if result.returncode == 0 else result.stderr.strip()}")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        print(f"could not requeue Slurm job {job}: {error}")
+
+
+def validate(trainer: Trainer, args, train, gt_stats, savedir: Path, epoch: int):
+    """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
+    model, ema = trainer.model, trainer.ema
+    # A random stream of its own, so that when (and whether) a run validates never changes its training.
+    with ema.applied_to(model) if ema is not None else torch.no_grad():
+        samples = sample(model, args, trainer.noise_sampler, args.Ntest, args.val_batch_size, seed=args.seed + epoch)
+    if len(samples) == 0:
+        print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
+        return None, samples, None
+    metrics, stats = validation_metrics(train, gt_stats, samples)
+    plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)),
+                    ncols=4, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
+    plot_mean_images(train, samples, savedir / "samples" / f"mean_sample_{epoch}.png",
+                     title=f"epoch {epoch}: mean_image_l2={metrics['mean_image_l2']:.4f}")
+    return metrics, samples, stats
+
+
+def results_up_to(path: Path, epochs_done: int) -> None:
+    """Drop the lines of results.json past the checkpoint (written before a kill stopped the
+    checkpoint that would have followed them), so that no epoch is counted twice."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.endswith("\n") and json.loads(line)["epoch"] <= epochs_done]
+    if len(kept) != len(lines):
+        print(f"{path.name}: dropping {len(lines) - len(kept)} line(s) past the checkpoint's epoch {epochs_done}")
+        write_text(path, "".join(kept))
+
+
+def resume(checkpoint_path: Path, trainer: Trainer, device) -> dict:
+    """Load model.pt into the trainer's networks, EMA, optimizers and torch's global random
+    states; return the rest of its state."""
+    try:
+        state = load_checkpoint(checkpoint_path, device, method=trainer.method)
+    except ValueError as error:
+        others = sorted(path.name for path in checkpoint_path.parent.glob("model.*.pt"))
+        fallback = f", or copy one of {', '.join(others)} over it to go on from there" if others else ""
+        raise ConfigError(f"{error}. Move it away to start the run over{fallback}") from None
+    try:
+        for key, network in trainer.networks.items():
+            network.load_state_dict(state[key])
+        if trainer.ema is not None and state.get("ema") is not None:
+            trainer.ema.load_state_dict(state["ema"])
+        for key, optimizer in trainer.optimizers.items():
+            optimizer.load_state_dict(state[key])
+    except (RuntimeError, ValueError, KeyError) as error:
+        # load_state_dict lists every key and shape that differs, one a line.
+        raise ConfigError(f"{checkpoint_path} does not fit this config (use another --savedir): {error}") from None
+    if "rng" in state:
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+    return state
+
+
+def epoch_losses_of(state: dict, device) -> dict:
+    """{name: [per-step losses]} of the epoch in progress in a checkpoint."""
+    saved = state.get("epoch_losses", {})
+    if isinstance(saved, torch.Tensor):  # checkpoints of earlier versions: the diffusion loss alone
+        saved = {"loss": saved}
+    return {name: list(values.to(device).unbind()) for name, values in saved.items()}
+
+
+def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop: StopRequest) -> None:
+    device = default_device()
+    torch.manual_seed(args.seed)  # the initial weights
+    train, valid = load_data(args, data_dir)
+    trainer = trainer_class(args, valid, device)
+    batches_per_epoch = steps_per_epoch(len(train), args.batch_size)
+    print(trainer.describe())
+    print(f"{len(train)} training and {len(valid)} validation functions of shape {tuple(train.shape[1:])}, "
+          f"{batches_per_epoch} steps of batch {min(args.batch_size, len(train))} an epoch, device {device}")
+
+    # Resume before writing anything, so a checkpoint that does not fit this config stops the
+    # run with the directory untouched.
+    best, epoch, step, losses = {name: float("inf") for name in METRICS}, 0, 0, {}
+    checkpoint_path = savedir / "model.pt"
+    if checkpoint_path.exists():
+        state = resume(checkpoint_path, trainer, device)
+        best.update(state["metrics"])
+        # Checkpoints of earlier versions hold the last finished epoch only.
+        epoch, step = state.get("epoch", state["last_epoch"] + 1), state.get("step", 0)
+        losses = epoch_losses_of(state, device)
+        print(f"Resuming from {checkpoint_path} at epoch {epoch + 1}" + (f", step {step + 1}" if step else ""))
+    savedir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(savedir)
+    results_up_to(savedir / "results.json", epoch)
+
+    gt_stats = circular_stats(train)
+    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
+    plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed)
+
+    def checkpoint(path: Path, epoch: int, step: int, losses: dict) -> None:
+        save_checkpoint(path, trainer.networks, trainer.optimizers, trainer.ema, best, epoch=epoch, step=step,
+                        epoch_losses=losses, method=trainer.method)
+
+    total_steps = args.epochs * batches_per_epoch
+    while epoch < args.epochs:
+        started = time.time()
+        for network in trainer.networks.values():
+            network.train()
+        batches = epoch_batches(len(train), args.batch_size, args.seed, epoch, args.augment)
+        for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
+            run_step = epoch * batches_per_epoch + step
+            for optimizer in trainer.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(args, run_step, total_steps)
+            u = train[indices]
+            if args.augment:
+                u = flip(u, flips)
+            # The step's random draws: a function of (seed, epoch, step) only, so a resumed run
+            # draws what the uninterrupted one drew.
+            step_losses = trainer.train_step(u.to(device), keyed_generator(args.seed, epoch, step, device=device),
+                                             run_step)
+            for name, value in step_losses.items():
+                losses.setdefault(name, []).append(value)  # no device sync per step
+            step += 1
+            if stop.signal:
+                break
+        mean_losses = {name: torch.stack(values).mean().item() for name, values in losses.items()}
+        for name, values in losses.items():
+            if not math.isfinite(mean_losses[name]):
+                bad = next(i for i, value in enumerate(values) if not torch.isfinite(value))
+                raise TrainingError(f"the {name} is not finite at epoch {epoch + 1}, step {bad + 1}: training "
+                                    f"stopped, {checkpoint_path} is the last good checkpoint (try a smaller lr)")
+        if stop.signal and step < batches_per_epoch:
+            checkpoint(checkpoint_path, epoch, step, losses)
+            print(f"{stop.signal}: stopped at epoch {epoch + 1}, step {step}; {checkpoint_path} written")
+            requeue_slurm_job()
+            return
+
+        line = {"epoch": epoch + 1, **mean_losses, "lr": trainer.optimizers["optimizer"].param_groups[0]["lr"],
+                **trainer.epoch_summary()}
+        if (epoch + 1) % args.record_interval == 0 or epoch + 1 == args.epochs:
+            metrics, samples, stats = validate(trainer, args, train, gt_stats, savedir, epoch + 1)
+            if metrics is not None:
+                line.update(metrics)
+                for name in METRICS:
+                    if metrics[name] < best[name]:
+                        best[name] = metrics[name]
+                        checkpoint(savedir / f"model.{name}.pt", epoch + 1, 0, {})
+                        plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
+                                        ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
+                        write_outputs({savedir / "samples" / f"best_{name}.pkl":
+                                       {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
+        line["time"] = time.time() - started
+        # The line first, then the checkpoint: a kill between the two leaves a line past the
+        # checkpoint, which the restart drops (results_up_to) before it redoes the epoch.
+        append_line(savedir / "results.json", json.dumps(line))
+        epoch, step, losses = epoch + 1, 0, {}
+        checkpoint(checkpoint_path, epoch, step, losses)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
+        if stop.signal:
+            print(f"{stop.signal}: stopped after epoch {epoch}; {checkpoint_path} written")
+            requeue_slurm_job()
+            return
+
+
+def check_writable(savedir: Path) -> None:
+    """Stop before any work if savedir cannot be written (a read-only or foreign folder)."""
+    folder = savedir
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot make --savedir {savedir}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {folder} (for --savedir {savedir}): permission denied")
+
+
+def main(trainer_class, argv=None, description=None) -> int:
+    """The command line of a method's training script (train.py, train_gano.py)."""
+    cli = parse_args(argv, description)
+    savedir = Path(cli.savedir)
+    try:
+        args = resolve_config(cli.cfg, savedir, cli.override_cfg, trainer_class.method)
+        check_writable(savedir)
+        data_dir = os.environ.get("DATA_DIR")
+        if not data_dir:
+            raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
+                              "files (python -m src.synthetic --outdir DIR makes a synthetic one)")
+        with StopRequest() as stop:
+            run(trainer_class, args, savedir, data_dir, stop)
+    except (ConfigError, TrainingError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def resume_main(train_main, script: str, argv=None, description=None) -> int:
+    """The command line of resume.py and resume_gano.py: ``<run dir>``, handed to ``train_main``
+    (the ``main`` of ``script``, the method's training script) with the run's own config."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("exp_dir", type=Path, help="the run directory, which holds config.json and model.pt")
+    exp_dir = parser.parse_args(argv).exp_dir
+    for name, why in (("config.json", "not a run directory"),
+                      ("model.pt", f"nothing to resume: {script} starts a run")):
+        if not (exp_dir / name).is_file():
+            print(f"error: {exp_dir} has no {name} ({why})", file=sys.stderr)
+            return 2
+    return train_main(["--cfg", str(exp_dir / "config.json"), "--savedir", str(exp_dir)])
