@@ -4,7 +4,8 @@
 #   2. synthetic Volcano data in $DATA_DIR (default data/synthetic_volcano) if it holds no *.int file,
 #   3. training of exps/json/quickstart.json through exps/main.sh (~13 min on 2 CPU cores with steps 1-2),
 #   4. where the results and pictures are.
-# An argument names another config of exps/json instead: `bash scripts/quickstart.sh debug` (seconds).
+# An argument names another config of exps/json instead: `bash scripts/quickstart.sh debug` (seconds);
+# a gano-*.json config trains the GANO baseline (method gan): `bash scripts/quickstart.sh gano-quickstart`.
 set -euo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_DIR"
@@ -13,6 +14,8 @@ if [ ! -f "exps/json/$CONFIG.json" ]; then
   echo "error: no config exps/json/$CONFIG.json; the configs are: $(cd exps/json && ls *.json | sed 's/\.json$//' | tr '\n' ' ')" >&2
   exit 2
 fi
+METHOD=sbgm
+case "$CONFIG" in gano-*) METHOD=gan ;; esac
 source scripts/setup_venv.sh
 
 export DATA_DIR="${DATA_DIR:-$REPO_DIR/data/synthetic_volcano}"
@@ -22,7 +25,7 @@ if [ -z "$(find "$DATA_DIR" -name '*.int' -print -quit 2>/dev/null)" ]; then
 fi
 
 RUN_ID="${SLURM_JOB_ID:-$(date +%Y%m%d-%H%M%S)}"
-(cd exps && RUN_LOCAL=1 SLURM_JOB_ID="$RUN_ID" bash main.sh sbgm "$CONFIG" "json/$CONFIG.json")
+(cd exps && RUN_LOCAL=1 SLURM_JOB_ID="$RUN_ID" bash main.sh "$METHOD" "$CONFIG" "json/$CONFIG.json")
 
 OUT="$SAVEDIR/$CONFIG/$RUN_ID"
 cat <<MSG
@@ -31,6 +34,6 @@ Done. Results in $OUT:
   results.json                  one JSON line per epoch (loss, w_total, ...)
   samples/<epoch>.png           generated phase maps at each record
   samples/best_w_total.png      samples of the best checkpoint, model.w_total.pt
-  noise/ u_noised.png           the noise and the perturbed data
-Evaluate it from exps/:  SAVEDIR=$SAVEDIR bash launch_eval.py sbgm $CONFIG/$RUN_ID --mode=generate
+  noise/                        draws of the noise
+Evaluate it from exps/:  SAVEDIR=$SAVEDIR bash launch_eval.py $METHOD $CONFIG/$RUN_ID --mode=generate
 MSG

@@ -1,4 +1,5 @@
-"""train.py with a fault injected at a chosen point, for tests/test_resume.py.
+"""train.py (train_gano.py with TRAIN_SCRIPT=train_gano) with a fault injected at a chosen
+point, for tests/test_resume.py and tests/test_gano.py.
 
     python tests/interrupted_train.py <point> <n> <KILL|USR1> <train.py arguments...>
 
@@ -19,7 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import src.files  # noqa: E402
-import train  # noqa: E402
+import src.training  # noqa: E402
+
+train = __import__(os.environ.get("TRAIN_SCRIPT", "train"))
 
 point, n, signal_name, train_args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 calls = 0
@@ -48,11 +51,11 @@ def after(function):
 
 
 if point == "step":
-    train.flip = before(train.flip)
+    src.training.flip = before(src.training.flip)
 elif point == "validation":
-    train.sample = before(train.sample)
+    src.training.sample = before(src.training.sample)
 elif point == "line":
-    train.append_line = after(train.append_line)
+    src.training.append_line = after(src.training.append_line)
 elif point == "checkpoint":
     replace = src.files.os.replace
 

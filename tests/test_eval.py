@@ -290,7 +290,7 @@ def repository_copy(tmp_path):
     (repo / "exps").mkdir(parents=True)
     for name in ("launch_eval.py", "launch_eval.sh"):
         shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
-    for name in ("eval.py", "src"):
+    for name in ("eval.py", "eval_gano.py", "src"):
         (repo / name).symlink_to(ROOT / name)
     python = repo / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
@@ -316,11 +316,15 @@ def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, t
     assert record["data_mean"] is not None  # DATA_DIR came from env.sh
 
 
-def test_launcher_errors(repository_copy):
+def test_launcher_errors(experiment, repository_copy, tmp_path):
     exps = repository_copy / "exps"
+    savedir = tmp_path / "savedir"
+    shutil.copytree(experiment[0], savedir / "tiny" / "1", ignore=shutil.ignore_patterns("eval"))
     for launcher in (["bash", "launch_eval.py"], ["bash", "launch_eval.sh"], [sys.executable, "launch_eval.py"]):
-        result = run_command([*launcher, "gan", "tiny/1"], cwd=exps)
-        assert result.returncode == 2 and "not implemented" in result.stderr
+        # A diffusion experiment given to GANO's evaluation: refused, the method named, nothing written.
+        result = run_command([*launcher, "gan", "tiny/1", "--mode=generate"], cwd=exps, SAVEDIR=savedir)
+        assert result.returncode == 2 and "belongs to method 'sbgm'" in result.stderr
+        assert not (savedir / "tiny" / "1" / "eval").exists()
     result = run_command(["bash", "launch_eval.py", "sbgm"], cwd=exps)
     assert result.returncode == 2 and "usage" in result.stderr
     result = run_command(["bash", "launch_eval.py", "nope", "tiny/1"], cwd=exps)

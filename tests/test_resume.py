@@ -94,7 +94,7 @@ def test_a_run_killed_anywhere_and_restarted_ends_as_if_never_stopped(setup, uni
             assert result.returncode == 0, result.stderr[-2000:]
             assert "SIGUSR1: stopped at epoch 2, step 2" in result.stdout
             state = torch.load(run_dir / "model.pt", weights_only=True)
-            assert (state["epoch"], state["step"], len(state["epoch_losses"])) == (1, 2, 2)
+            assert (state["epoch"], state["step"], len(state["epoch_losses"]["loss"])) == (1, 2, 2)
             assert (tmp_path / "scontrol.log").read_text() == "requeue 42\n"
     assert (run_dir / "model.pt").exists()
     result = train(setup, run_dir)
@@ -167,7 +167,7 @@ def test_resume_sh_finishes_a_stopped_run_of_savedir(setup, uninterrupted, stopp
     (repo / "exps").mkdir(parents=True)
     for name in ("resume.sh", "run_env.sh"):
         shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
-    for name in ("train.py", "resume.py", "src"):
+    for name in ("train.py", "resume.py", "train_gano.py", "resume_gano.py", "src"):
         (repo / name).symlink_to(ROOT / name)
     savedir = tmp_path / "saved"
     shutil.copytree(stopped, savedir / "tiny" / "7")
@@ -176,7 +176,7 @@ def test_resume_sh_finishes_a_stopped_run_of_savedir(setup, uninterrupted, stopp
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert results(savedir / "tiny" / "7") == results(uninterrupted)
 
-    for args, message in ((["gan", "tiny", "7"], "not implemented"), (["sbgm", "tiny", "8"], "no run"),
+    for args, message in ((["gan", "tiny", "7"], "belongs to method 'sbgm'"), (["sbgm", "tiny", "8"], "no run"),
                           (["sbgm", "tiny"], "usage")):
         result = run_command(["bash", "resume.sh", *args], cwd=repo / "exps", data_dir=setup / "data",
                              SAVEDIR=savedir)

@@ -30,7 +30,8 @@ def code_copy(tmp_path_factory, tiny_data):
     base = tmp_path_factory.mktemp("train")
     repo = base / "repo"
     repo.mkdir()
-    for name in ("train.py", "resume.py", "eval.py", "plot_stats.py", "requirements.txt"):
+    for name in ("train.py", "resume.py", "eval.py", "train_gano.py", "resume_gano.py", "eval_gano.py", "plot_stats.py",
+                 "requirements.txt"):
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "exps", repo / "exps", ignore=shutil.ignore_patterns("env.sh"))
@@ -138,7 +139,7 @@ def test_validation_leaves_training_unchanged(code_copy, tmp_path):
 
 
 def test_cosine_schedule_decays_the_lr_to_zero_over_the_run():
-    from train import learning_rate
+    from src.training import learning_rate
     args = config_from_dict({"lr": 1e-3, "lr_schedule": "cosine"})
     assert [learning_rate(args, step, 100) for step in (0, 50, 100)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
     constant = config_from_dict({"lr": 1e-3})
@@ -188,6 +189,15 @@ def test_quickstart_sh_trains_the_config_it_is_given(code_copy, tmp_path):
     assert f"Results in {run_dir}" in result.stdout and "launch_eval.py sbgm debug/9" in result.stdout
 
 
+def test_quickstart_sh_trains_a_gano_config_as_method_gan(code_copy, tmp_path):
+    repo, data, _ = code_copy
+    result = run_command(["bash", "scripts/quickstart.sh", "gano-debug"], cwd=repo, data_dir=data, SAVEDIR=tmp_path,
+                         SLURM_JOB_ID=9)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert torch.load(tmp_path / "gano-debug" / "9" / "model.pt", weights_only=True)["method"] == "gan"
+    assert "launch_eval.py gan gano-debug/9" in result.stdout
+
+
 def test_quickstart_sh_names_an_unknown_config(code_copy, tmp_path):
     repo, data, _ = code_copy
     result = run_command(["bash", "scripts/quickstart.sh", "quickstrat"], cwd=repo, data_dir=data, SAVEDIR=tmp_path)
@@ -209,7 +219,8 @@ def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["gan", "x", "json/debug.json"], "not implemented"),
+    (["gan", "x", "json/debug.json"], "belongs to method 'sbgm'"),
+    (["sbgm", "x", "json/gano-debug.json"], "belongs to method 'gan'"),
     (["vae", "x", "json/debug.json"], "unknown method"),
     (["sbgm", "x", "json/missing.json"], "config file not found"),
 ])
