@@ -29,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
 from src.config import TRAINERS, config_from_dict, load_config  # noqa: E402
 from src.data import steps_per_epoch, validation_count  # noqa: E402

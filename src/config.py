@@ -150,6 +150,8 @@ def _check_values(args: CommonArguments) -> None:
     require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")
     require(args.noise_kernel in NOISE_KERNELS, "noise_kernel", f"must be one of {list(NOISE_KERNELS)}")
     require(args.noise_method in NOISE_METHODS, "noise_method", f"must be one of {list(NOISE_METHODS)}")
+    require(args.noise_kernel != "gano" or args.noise_method == "fft", "noise_method",
+            "must be 'fft' with noise_kernel 'gano' (drawn exactly by its DCT; no Cholesky reference)")
     require(args.grf_alpha > 1, "grf_alpha", "must be > 1 (else the field has no pointwise variance in 2-D)")
     require(args.grf_tau > 0, "grf_tau", "must be positive")
     require(args.ema_rate is None or 0.0 <= args.ema_rate < 1.0, "ema_rate", "must be null or in [0, 1)")

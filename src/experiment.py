@@ -15,9 +15,9 @@ import torch
 from src.config import Arguments, CommonArguments, GANOArguments
 from src.data import load_volcano, split_train_valid
 from src.diffusion import annealed_langevin, sigma_schedule
+from src.models_gano import Discriminator, Generator
 from src.noise import build_noise_sampler
 from src.progress import progress_bar
-from src.models_gano import Discriminator, Generator
 from src.score_network import UNOScoreNetwork
 
 
@@ -96,8 +96,8 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
         dropped += int((~finite).sum())
         kept.append(x[finite])
     if dropped:
-        warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped; "
-                      "the Langevin step size epsilon may be too large")
+        warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped"
+                      + ("" if isinstance(args, GANOArguments) else "; the Langevin step size epsilon may be too large"))
     return torch.cat(kept)
 
 

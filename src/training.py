@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class TrainingError(RuntimeError):
     """Training cannot go on (a non-finite loss); the last good checkpoint is left as it was."""
 
 
-class Trainer:
+class Trainer(ABC):
     """A method's part of training; `run` does the rest.
 
     Attributes a method sets
@@ -68,17 +69,18 @@ class Trainer:
     method: str
     sigmas = None
 
+    @abstractmethod
     def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int) -> dict:
         """One step on the batch ``u`` (on the device), drawing only from ``generator``;
         ``step`` counts the steps of the run from 0. Returns {name: detached loss}."""
-        raise NotImplementedError
 
     def epoch_summary(self) -> dict:
         """Entries of the epoch's results.json line beside the mean losses (e.g. validation losses)."""
         return {}
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """One line on the networks and the method's settings, printed when a run starts."""
 
 
 def parse_args(argv=None, description=None):

@@ -55,6 +55,7 @@ def test_a_key_of_the_other_method_is_named_with_its_method(values, method, culp
     ({"grf_alpha": 1.0}, "grf_alpha"),
     ({"grf_tau": 0.0}, "grf_tau"),
     ({"noise_kernel": "gaussian"}, "noise_kernel"),
+    ({"noise_kernel": "gano", "noise_method": "cholesky"}, "noise_method"),
     ({"epoch": 3}, "epoch"),
 ])
 def test_bad_gano_configs_name_the_key(values, culprit):
