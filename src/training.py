@@ -53,7 +53,8 @@ class TrainingError(RuntimeError):
 
 
 class Trainer(ABC):
-    """A method's part of training; `run` does the rest.
+    """A method's part of training; `run` does the rest, after building it as
+    ``trainer_class(args, valid, device)`` (``valid``: the validation split, on the CPU).
 
     Attributes a method sets
     ------------------------
