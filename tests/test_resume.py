@@ -253,3 +253,15 @@ def test_noise_whose_dense_fallback_would_not_fit_is_refused_before_training(set
     suggested = float(re.search(r"rbf_scale=([0-9.]+) with the same kernel embeds", error).group(1))
     assert build_noise_sampler(120, False, suggested, 0.01).fallback_sampler is None
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_of_an_earlier_version_resumes(one_epoch_run, tmp_path):
+    """model.pt as written before GANO: no 'method', the epoch's losses one tensor, a position mid-epoch."""
+    run_dir, two = one_epoch_run
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state.pop("method") == "sbgm"
+    state.update(epoch=1, step=1, last_epoch=0, epoch_losses=torch.tensor([0.5]))
+    torch.save(state, run_dir / "model.pt")
+    assert train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"]) == 0
+    assert [json.loads(line)["epoch"] for line in (run_dir / "results.json").read_text().splitlines()] == [1, 2]
+    assert torch.load(run_dir / "model.pt", weights_only=True)["method"] == "sbgm"
