@@ -67,7 +67,7 @@ def train_for(method: str, cfg: Path, seed: int, seconds: float, run_dir: Path) 
     return args, state["epoch"] * steps_per_epoch(n_train, args.batch_size) + state["step"]
 
 
-def score(method: str, args, run_dir: Path, n_samples: int, seed: int, data_dir: str) -> dict:
+def score(args, run_dir: Path, n_samples: int, seed: int, data_dir: str) -> dict:
     device = default_device()
     train, valid = load_data(args, data_dir)
     model, _ = load_model(args, run_dir / "model.pt", device)
@@ -115,7 +115,7 @@ def main() -> None:
             for method, cfg in configs.items():
                 run_dir = outdir / f"{method}-seed{seed}"
                 args, steps = train_for(method, cfg, seed, 60 * cli.minutes, run_dir)
-                result = score(method, args, run_dir, cli.n_samples, seed, data_dir) | {"steps": steps}
+                result = score(args, run_dir, cli.n_samples, seed, data_dir) | {"steps": steps}
                 results[method].append(result)
                 print(f"| {NAMES[method]} | {seed} | {steps} | "
                       + " | ".join(f"{result['metrics'][c]:.4f}" for c in COLUMNS)

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES, STEP_RULES
-from src.noise import NOISE_KERNELS, NOISE_METHODS
+from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 LR_SCHEDULES = ("constant", "cosine")
@@ -150,7 +150,7 @@ def _check_values(args: CommonArguments) -> None:
     require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")
     require(args.noise_kernel in NOISE_KERNELS, "noise_kernel", f"must be one of {list(NOISE_KERNELS)}")
     require(args.noise_method in NOISE_METHODS, "noise_method", f"must be one of {list(NOISE_METHODS)}")
-    require(args.noise_kernel != "gano" or args.noise_method == "fft", "noise_method",
+    require(args.noise_kernel != GANO_KERNEL or args.noise_method == "fft", "noise_method",
             "must be 'fft' with noise_kernel 'gano' (drawn exactly by its DCT; no Cholesky reference)")
     require(args.grf_alpha > 1, "grf_alpha", "must be > 1 (else the field has no pointwise variance in 2-D)")
     require(args.grf_tau > 0, "grf_tau", "must be positive")
@@ -185,10 +185,11 @@ def _check_values(args: CommonArguments) -> None:
 
 def _other_method_key(values: dict, method: str) -> Optional[tuple[str, str]]:
     """(key, method) of the first key of ``values`` that only another method's config has, or None."""
-    own = {f.name for f in fields(METHODS[method])}
+    keys = {name: {f.name for f in fields(schema)} for name, schema in METHODS.items()}
     for key in values:
-        for other, schema in METHODS.items():
-            if other != method and key not in own and key in {f.name for f in fields(schema)}:
+        if key not in keys[method]:
+            other = next((name for name, known in keys.items() if key in known), None)
+            if other:
                 return key, other
     return None
 

@@ -145,10 +145,7 @@ def load_model(args: CommonArguments, checkpoint_path: Path, device) -> tuple[to
     -------
     (model, state): the model in eval mode on ``device``, and the checkpoint dict.
     """
-    try:
-        state = load_checkpoint(checkpoint_path, device, method=method_of(args))
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
+    state = load_checkpoint(checkpoint_path, device, method=method_of(args))  # ValueError: not this method's
     model = build_model(args)
     try:
         model.load_state_dict(model_weights(state))

@@ -244,9 +244,10 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
         batches = epoch_batches(len(train), args.batch_size, args.seed, epoch, args.augment)
         for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
             run_step = epoch * batches_per_epoch + step
+            lr = learning_rate(args, run_step, total_steps)
             for optimizer in trainer.optimizers.values():
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(args, run_step, total_steps)
+                    group["lr"] = lr
             u = train[indices]
             if args.augment:
                 u = flip(u, flips)
