@@ -44,7 +44,8 @@ from src.data import FRAME_SIZE
 from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
                             find_sample_factors, format_metrics, gt_stats_name, load_model, metrics_name,
                             read_pickle, read_stats, samples_name, samples_record, stats_name)
-from src.experiment import build_noise, default_device, load_data, sample
+from src.distributed import default_device
+from src.experiment import build_noise, load_data, sample
 from src.files import write_outputs
 from src.metrics import circular_stats, mean_image_metrics, wasserstein_metrics
 from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,

@@ -26,11 +26,12 @@ from src.experiment import build_model, build_noise, build_sigmas, describe
 class DiffusionTrainer(training.Trainer):
     method = "sbgm"
 
-    def __init__(self, args, valid, device):
-        self.args, self.valid, self.device = args, valid, device
-        self.model = build_model(args).to(device)
-        self.noise_sampler = build_noise(args, args.data_resolution, device)
-        self.sigmas = build_sigmas(args, device)
+    def __init__(self, args, valid, world):
+        self.args, self.valid, self.device = args, valid, world.device
+        self.model = build_model(args).to(self.device)
+        self.trained_model = world.wrap(self.model)
+        self.noise_sampler = build_noise(args, args.data_resolution, self.device)
+        self.sigmas = build_sigmas(args, self.device)
         self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
         self.networks = {"weights": self.model}
         self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr)}
@@ -38,9 +39,9 @@ class DiffusionTrainer(training.Trainer):
     def describe(self) -> str:
         return describe(self.model, self.args)
 
-    def train_step(self, u, generator, step):
-        loss = score_matching_loss(self.model, u, self.sigmas, self.noise_sampler, generator=generator,
-                                   weighting=self.args.loss_weighting)
+    def train_step(self, u, generator, step, shard):
+        loss = score_matching_loss(self.trained_model, u, self.sigmas, self.noise_sampler, generator=generator,
+                                   weighting=self.args.loss_weighting, shard=shard)
         optimizer = self.optimizers["optimizer"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

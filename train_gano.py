@@ -30,11 +30,12 @@ from src.gano import discriminator_loss, generator_loss
 class GANOTrainer(training.Trainer):
     method = "gan"
 
-    def __init__(self, args, valid, device):
+    def __init__(self, args, valid, world):
         self.args = args
-        self.model = build_model(args).to(device)
-        self.discriminator = build_discriminator(args).to(device)
-        self.noise_sampler = build_noise(args, args.data_resolution, device)
+        self.model = build_model(args).to(world.device)
+        self.discriminator = build_discriminator(args).to(world.device)
+        self.trained_model, self.trained_discriminator = world.wrap(self.model), world.wrap(self.discriminator)
+        self.noise_sampler = build_noise(args, args.data_resolution, world.device)
         self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
         self.networks = {"weights": self.model, "discriminator": self.discriminator}
         self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr),
@@ -48,16 +49,20 @@ class GANOTrainer(training.Trainer):
                 f"(+{args.npad} padding), {noise} noise, a generator step every {args.n_critic} discriminator "
                 f"steps, gradient penalty x {args.lambda_grad}")
 
-    def train_step(self, u, generator, step):
+    def train_step(self, u, generator, step, shard):
+        def noise():
+            return shard.of(self.noise_sampler.sample(shard.size, generator))
+
         with torch.no_grad():
-            fake = self.model(self.noise_sampler.sample(len(u), generator))
-        loss_d, parts = discriminator_loss(self.discriminator, u, fake, self.args.lambda_grad, generator)
+            fake = self.model(noise())
+        loss_d, parts = discriminator_loss(self.trained_discriminator, u, fake, self.args.lambda_grad, generator, shard)
         self.update("optimizer_discriminator", loss_d)
         losses = {"loss_D": loss_d.detach(), **parts}
         if (step + 1) % self.args.n_critic == 0:
-            # D's weights are constants of G's step: no gradient is kept for them.
+            # D's weights are constants of G's step: no gradient is kept for them (and D is called
+            # outside DDP, which would otherwise wait for gradients of D that never come).
             self.discriminator.requires_grad_(False)
-            loss_g = generator_loss(self.discriminator, self.model(self.noise_sampler.sample(len(u), generator)))
+            loss_g = generator_loss(self.discriminator, self.trained_model(noise()))
             self.update("optimizer", loss_g)
             self.discriminator.requires_grad_(True)
             if self.ema is not None:

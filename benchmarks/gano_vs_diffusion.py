@@ -34,7 +34,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 from src.config import TRAINERS, config_from_dict, load_config  # noqa: E402
 from src.data import steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_noise, default_device, load_data, sample  # noqa: E402
+from src.distributed import default_device  # noqa: E402
+from src.experiment import build_noise, load_data, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")

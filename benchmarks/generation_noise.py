@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from src.config import load_config  # noqa: E402
 from noise import OriginalGaussianRF  # noqa: E402 (benchmarks/noise.py)
-from src.experiment import build_model, build_noise, default_device, sample  # noqa: E402
+from src.distributed import default_device  # noqa: E402
+from src.experiment import build_model, build_noise, sample  # noqa: E402
 
 
 class TimedSampler:

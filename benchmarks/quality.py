@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_model, build_noise, default_device, load_data, sample  # noqa: E402
+from src.distributed import default_device  # noqa: E402
+from src.experiment import build_model, build_noise, load_data, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")

@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import torch
 
+from src.distributed import Shard
 from src.progress import progress_bar
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,7 +43,8 @@ def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geom
 
 
 def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
-                        generator: Optional[torch.Generator] = None, weighting: str = "sigma") -> torch.Tensor:
+                        generator: Optional[torch.Generator] = None, weighting: str = "sigma",
+                        shard: Optional[Shard] = None) -> torch.Tensor:
     """Denoising score-matching loss, one noise level drawn uniformly per example.
 
     ``weighting="sigma"`` (the original's): ``mean |sqrt(sigma) z + sigma F(x, sigma)|^2``. Per
@@ -55,12 +57,15 @@ def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, n
     ----------
     u : (batch, res, res, channels) training functions.
     sigmas : (L,) noise variances, on u's device.
+    shard : when u is one rank's rows of a larger batch (distributed training), those rows:
+        the levels and noise are drawn for the whole batch and cut to them (src/distributed.py).
     """
     if weighting not in LOSS_WEIGHTINGS:
         raise ValueError(f"unknown loss weighting {weighting!r}: expected one of {list(LOSS_WEIGHTINGS)}")
-    level = torch.randint(len(sigmas), (u.shape[0],), device=sigmas.device, generator=generator)
+    shard = shard or Shard.whole(len(u))
+    level = shard.of(torch.randint(len(sigmas), (shard.size,), device=sigmas.device, generator=generator))
     sigma = sigmas[level]
-    noise = expand_like(sigma.sqrt(), u) * noise_sampler.sample(u.shape[0], generator=generator)
+    noise = expand_like(sigma.sqrt(), u) * shard.of(noise_sampler.sample(shard.size, generator=generator))
     residual = noise + expand_like(sigma, u) * score(u + noise, sigma)
     if weighting == "unit":
         residual = residual / expand_like(sigma.sqrt(), u)

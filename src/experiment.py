@@ -13,16 +13,13 @@ import warnings
 import torch
 
 from src.config import Arguments, CommonArguments, GANOArguments
-from src.data import load_volcano, split_train_valid
+from src.data import keyed_generator, load_volcano, split_train_valid
 from src.diffusion import annealed_langevin, sigma_schedule
+from src.distributed import World
 from src.models_gano import Discriminator, Generator
 from src.noise import build_noise_sampler
 from src.progress import progress_bar
 from src.score_network import UNOScoreNetwork
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def load_data(args: CommonArguments, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,14 +60,16 @@ def build_sigmas(args: Arguments, device) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int, seed: int,
-           progress: bool = True) -> torch.Tensor:
+           progress: bool = True, world: World | None = None) -> torch.Tensor:
     """n functions drawn in batches: by the config's annealed Langevin dynamics with the score
     network, or by GANO's generator applied to noise.
 
     The grid is the noise sampler's: the training one, or a finer one for super-resolution
-    (the networks adapt their padding). Every draw comes from one generator seeded with
-    ``seed``, so the same seed gives the same samples and the global random state is untouched.
-    Samples that diverged (NaN or inf) are dropped with a warning that counts them.
+    (the networks adapt their padding). Batch b draws from a generator keyed by (seed, b), so
+    the same seed gives the same samples and the global random state is untouched; and with a
+    ``world`` of several processes (validation during distributed training) rank r draws the
+    batches b = r mod world size and every rank gets them all, in order: the same n samples as
+    one process. Samples that diverged (NaN or inf) are dropped with a warning that counts them.
 
     Returns
     -------
@@ -86,19 +85,23 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
         def draw(noise, generator):
             return annealed_langevin(model, noise_sampler, sigmas, noise, args.epsilon, args.T, generator=generator,
                                      progress=progress, step_rule=args.step_rule, denoise_last=args.denoise_last)
-    generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
-    kept, dropped = [], 0
+    world = world or World(device=noise_sampler.device)
     n_batches = math.ceil(n / batch_size)
-    for b in progress_bar(range(n_batches), desc="Generate", shown=progress and n_batches > 1):
+    drawn = {}
+    mine = range(world.rank, n_batches, world.size)
+    for b in progress_bar(mine, desc="Generate", shown=progress and len(mine) > 1):
+        generator = keyed_generator(seed, b, device=noise_sampler.device)
         size = min(batch_size, n - b * batch_size)
-        x = draw(noise_sampler.sample(size, generator=generator), generator).cpu()
-        finite = torch.isfinite(x).flatten(1).all(dim=1)
-        dropped += int((~finite).sum())
-        kept.append(x[finite])
+        drawn[b] = draw(noise_sampler.sample(size, generator=generator), generator).cpu()
+    for part in world.gather(drawn):
+        drawn.update(part)
+    x = torch.cat([drawn[b] for b in range(n_batches)])
+    finite = torch.isfinite(x).flatten(1).all(dim=1)
+    dropped = int((~finite).sum())
     if dropped:
         warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped"
                       + ("" if isinstance(args, GANOArguments) else "; the Langevin step size epsilon may be too large"))
-    return torch.cat(kept)
+    return x[finite]
 
 
 def count_parameters(model) -> int:

@@ -21,11 +21,15 @@ codebases: interpolates then also fall outside the segment between u and G(z).
 
 import torch
 
+from src.distributed import Shard
+
 
 def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """GP of ``discriminator`` at interpolates of ``real`` and ``fake`` (batch, H, H, channels)."""
-    weight = torch.randn(len(real), 1, 1, 1, generator=generator, device=real.device)
+                     generator: torch.Generator | None = None, shard: Shard | None = None) -> torch.Tensor:
+    """GP of ``discriminator`` at interpolates of ``real`` and ``fake`` (batch, H, H, channels);
+    ``shard``: their rows of a larger batch, for which the weights are drawn (src/distributed.py)."""
+    shard = shard or Shard.whole(len(real))
+    weight = shard.of(torch.randn(shard.size, 1, 1, 1, generator=generator, device=real.device))
     mixed = (weight * real + (1 - weight) * fake).requires_grad_(True)
     (gradient,) = torch.autograd.grad(discriminator(mixed).sum(), mixed, create_graph=True)
     target = 1.0 / real.shape[1]
@@ -33,10 +37,10 @@ def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor,
 
 
 def discriminator_loss(discriminator, real: torch.Tensor, fake: torch.Tensor, lambda_grad: float,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+                       generator: torch.Generator | None = None, shard: Shard | None = None) -> tuple[torch.Tensor, dict]:
     """(loss_D, {'wasserstein': the estimate E D(u) - E D(G(z)), 'gradient_penalty': GP}), detached in the dict."""
     wasserstein = discriminator(real).mean() - discriminator(fake).mean()
-    penalty = gradient_penalty(discriminator, real, fake, generator)
+    penalty = gradient_penalty(discriminator, real, fake, generator, shard)
     loss = -wasserstein + lambda_grad * penalty
     return loss, {"wasserstein": wasserstein.detach(), "gradient_penalty": penalty.detach()}
 

@@ -18,6 +18,10 @@ model.pt holds the weights, optimizers, EMA, best metrics, the position (epoch, 
 losses of the epoch so far. On SIGUSR1 or SIGTERM (Slurm's warning before a time limit or a
 preemption) the run finishes its step, writes model.pt at that step, asks Slurm to requeue the
 job when it runs under one, and exits 0.
+
+The same loop runs on several processes (torchrun, srun; src/distributed.py): each rank trains
+on its share of every (global) batch, DDP averages the gradients, validation splits its
+samples over the ranks, and rank 0 alone writes. A checkpoint resumes under any world size.
 """
 
 import argparse
@@ -37,7 +41,8 @@ import torch
 from src.checkpoint import load_checkpoint, save_checkpoint
 from src.config import CommonArguments, ConfigError, load_config
 from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
-from src.experiment import default_device, load_data, sample
+from src.distributed import DistributedError, Shard, World, world_from_environment
+from src.experiment import load_data, sample
 from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
 from src.metrics import circular_stats, validation_metrics
 from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
@@ -54,14 +59,17 @@ class TrainingError(RuntimeError):
 
 class Trainer(ABC):
     """A method's part of training; `run` does the rest, after building it as
-    ``trainer_class(args, valid, device)`` (``valid``: the validation split, on the CPU).
+    ``trainer_class(args, valid, world)`` (``valid``: the validation split, on the CPU; ``world``:
+    the processes of the run, `src.distributed.World`: its ``device``, and ``wrap``, which a
+    trainer applies to each network it trains, for DDP).
 
     Attributes a method sets
     ------------------------
     method : 'sbgm' or 'gan' (the name in config.json's loading and in checkpoints)
     model : the network that samples (the score network, GANO's generator)
     ema : `src.checkpoint.EMA` of the model, or None
-    networks : {checkpoint key: module}, with the model under 'weights'
+    networks : {checkpoint key: module}, with the model under 'weights' (the modules, not
+        their DDP wraps: checkpoints are the same at any world size)
     optimizers : {checkpoint key: optimizer}, the model's under 'optimizer'
     noise_sampler : the noise of the config at the training resolution
     sigmas : the noise levels drawn in the run overview figure (None: noise only)
@@ -71,9 +79,10 @@ class Trainer(ABC):
     sigmas = None
 
     @abstractmethod
-    def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int) -> dict:
-        """One step on the batch ``u`` (on the device), drawing only from ``generator``;
-        ``step`` counts the steps of the run from 0. Returns {name: detached loss}."""
+    def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int, shard: Shard) -> dict:
+        """One step on ``u`` (on the device), the ``shard`` rows of the step's batch, drawing only
+        from ``generator``, each draw for the whole batch cut to those rows (``shard.of``);
+        ``step`` counts the steps of the run from 0. Returns {name: detached loss, a mean over u}."""
 
     def epoch_summary(self) -> dict:
         """Entries of the epoch's results.json line beside the mean losses (e.g. validation losses)."""
@@ -140,16 +149,20 @@ def requeue_slurm_job() -> None:
         print(f"could not requeue Slurm job {job}: {error}")
 
 
-def validate(trainer: Trainer, args, train, gt_stats, savedir: Path, epoch: int):
-    """Sample Ntest functions with the EMA weights; return (metrics, samples, their stats)."""
+def validate(trainer: Trainer, args, train, gt_stats, savedir: Path, epoch: int, world: World):
+    """Sample Ntest functions with the EMA weights, split over the ranks; return (metrics,
+    samples, their stats), the same on every rank. Rank 0 draws the figures."""
     model, ema = trainer.model, trainer.ema
     # A random stream of its own, so that when (and whether) a run validates never changes its training.
     with ema.applied_to(model) if ema is not None else torch.no_grad():
-        samples = sample(model, args, trainer.noise_sampler, args.Ntest, args.val_batch_size, seed=args.seed + epoch)
+        samples = sample(model, args, trainer.noise_sampler, args.Ntest, args.val_batch_size, seed=args.seed + epoch,
+                         world=world)
     if len(samples) == 0:
         print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
         return None, samples, None
     metrics, stats = validation_metrics(train, gt_stats, samples)
+    if not world.is_main:
+        return metrics, samples, stats
     plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)),
                     ncols=4, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
     plot_mean_images(train, samples, savedir / "samples" / f"mean_sample_{epoch}.png",
@@ -203,15 +216,20 @@ def epoch_losses_of(state: dict, device) -> dict:
     return {name: list(values.to(device).unbind()) for name, values in saved.items()}
 
 
-def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop: StopRequest) -> None:
-    device = default_device()
-    torch.manual_seed(args.seed)  # the initial weights
+def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop: StopRequest,
+        world: World) -> bool:
+    """Train to args.epochs, or until a stop signal (then True: requeue the job)."""
+    device = world.device
+    torch.manual_seed(args.seed)  # the initial weights, the same on every rank
     train, valid = load_data(args, data_dir)
-    trainer = trainer_class(args, valid, device)
+    trainer = trainer_class(args, valid, world)
     batches_per_epoch = steps_per_epoch(len(train), args.batch_size)
+    batch_size = min(args.batch_size, len(train))
+    shard = world.shard(batch_size)
     print(trainer.describe())
+    per_process = f" ({shard.stop - shard.start} per process)" if world.size > 1 else ""
     print(f"{len(train)} training and {len(valid)} validation functions of shape {tuple(train.shape[1:])}, "
-          f"{batches_per_epoch} steps of batch {min(args.batch_size, len(train))} an epoch, device {device}")
+          f"{batches_per_epoch} steps of batch {batch_size}{per_process} an epoch; {world.describe()}")
 
     # Resume before writing anything, so a checkpoint that does not fit this config stops the
     # run with the directory untouched.
@@ -224,41 +242,44 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
         epoch, step = state.get("epoch", state["last_epoch"] + 1), state.get("step", 0)
         losses = epoch_losses_of(state, device)
         print(f"Resuming from {checkpoint_path} at epoch {epoch + 1}" + (f", step {step + 1}" if step else ""))
-    savedir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(savedir)
-    results_up_to(savedir / "results.json", epoch)
-
     gt_stats = circular_stats(train)
-    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
-    plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed)
+    if world.is_main:
+        savedir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(savedir)
+        results_up_to(savedir / "results.json", epoch)
+        write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
+        plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed)
 
     def checkpoint(path: Path, epoch: int, step: int, losses: dict) -> None:
-        save_checkpoint(path, trainer.networks, trainer.optimizers, trainer.ema, best, epoch=epoch, step=step,
-                        epoch_losses=losses, method=trainer.method)
+        if world.is_main:
+            save_checkpoint(path, trainer.networks, trainer.optimizers, trainer.ema, best, epoch=epoch, step=step,
+                            epoch_losses=losses, method=trainer.method)
 
     total_steps = args.epochs * batches_per_epoch
     while epoch < args.epochs:
-        started = time.time()
+        started, stopping = time.time(), None
         for network in trainer.networks.values():
             network.train()
         batches = epoch_batches(len(train), args.batch_size, args.seed, epoch, args.augment)
-        for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False):
+        for indices, flips in progress_bar(batches[step:], desc=f"Train {epoch + 1}/{args.epochs}", leave=False,
+                                           shown=world.is_main):
             run_step = epoch * batches_per_epoch + step
             lr = learning_rate(args, run_step, total_steps)
             for optimizer in trainer.optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            u = train[indices]
+            u = train[shard.of(indices)]
             if args.augment:
-                u = flip(u, flips)
+                u = flip(u, shard.of(flips))
             # The step's random draws: a function of (seed, epoch, step) only, so a resumed run
-            # draws what the uninterrupted one drew.
+            # draws what the uninterrupted one drew, at any world size.
             step_losses = trainer.train_step(u.to(device), keyed_generator(args.seed, epoch, step, device=device),
-                                             run_step)
-            for name, value in step_losses.items():
+                                             run_step, shard)
+            for name, value in world.mean(step_losses).items():
                 losses.setdefault(name, []).append(value)  # no device sync per step
             step += 1
-            if stop.signal:
+            stopping = world.agreed_signal(stop.signal)
+            if stopping:
                 break
         mean_losses = {name: torch.stack(values).mean().item() for name, values in losses.items()}
         for name, values in losses.items():
@@ -266,37 +287,39 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
                 bad = next(i for i, value in enumerate(values) if not torch.isfinite(value))
                 raise TrainingError(f"the {name} is not finite at epoch {epoch + 1}, step {bad + 1}: training "
                                     f"stopped, {checkpoint_path} is the last good checkpoint (try a smaller lr)")
-        if stop.signal and step < batches_per_epoch:
+        if stopping and step < batches_per_epoch:
             checkpoint(checkpoint_path, epoch, step, losses)
-            print(f"{stop.signal}: stopped at epoch {epoch + 1}, step {step}; {checkpoint_path} written")
-            requeue_slurm_job()
-            return
+            print(f"{stopping}: stopped at epoch {epoch + 1}, step {step}; {checkpoint_path} written")
+            return True
 
         line = {"epoch": epoch + 1, **mean_losses, "lr": trainer.optimizers["optimizer"].param_groups[0]["lr"],
                 **trainer.epoch_summary()}
         if (epoch + 1) % args.record_interval == 0 or epoch + 1 == args.epochs:
-            metrics, samples, stats = validate(trainer, args, train, gt_stats, savedir, epoch + 1)
+            metrics, samples, stats = validate(trainer, args, train, gt_stats, savedir, epoch + 1, world)
             if metrics is not None:
                 line.update(metrics)
                 for name in METRICS:
                     if metrics[name] < best[name]:
                         best[name] = metrics[name]
                         checkpoint(savedir / f"model.{name}.pt", epoch + 1, 0, {})
-                        plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
-                                        ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
-                        write_outputs({savedir / "samples" / f"best_{name}.pkl":
-                                       {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
+                        if world.is_main:
+                            plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
+                                            ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
+                            write_outputs({savedir / "samples" / f"best_{name}.pkl":
+                                           {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
         line["time"] = time.time() - started
         # The line first, then the checkpoint: a kill between the two leaves a line past the
         # checkpoint, which the restart drops (results_up_to) before it redoes the epoch.
-        append_line(savedir / "results.json", json.dumps(line))
+        if world.is_main:
+            append_line(savedir / "results.json", json.dumps(line))
         epoch, step, losses = epoch + 1, 0, {}
         checkpoint(checkpoint_path, epoch, step, losses)
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in line.items()))
-        if stop.signal:
-            print(f"{stop.signal}: stopped after epoch {epoch}; {checkpoint_path} written")
-            requeue_slurm_job()
-            return
+        stopping = world.agreed_signal(stop.signal)
+        if stopping:
+            print(f"{stopping}: stopped after epoch {epoch}; {checkpoint_path} written")
+            return True
+    return False
 
 
 def check_writable(savedir: Path) -> None:
@@ -311,9 +334,14 @@ def check_writable(savedir: Path) -> None:
 
 
 def main(trainer_class, argv=None, description=None) -> int:
-    """The command line of a method's training script (train.py, train_gano.py)."""
+    """The command line of a method's training script (train.py, train_gano.py), as one
+    process or as one rank of several (torchrun, srun: src/distributed.py)."""
     cli = parse_args(argv, description)
     savedir = Path(cli.savedir)
+    world = world_from_environment()
+    if not world.is_main:
+        quiet_rank(world)
+    stopped = False
     try:
         args = resolve_config(cli.cfg, savedir, cli.override_cfg, trainer_class.method)
         check_writable(savedir)
@@ -322,11 +350,27 @@ def main(trainer_class, argv=None, description=None) -> int:
             raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
                               "files (python -m src.synthetic --outdir DIR makes a synthetic one)")
         with StopRequest() as stop:
-            run(trainer_class, args, savedir, data_dir, stop)
-    except (ConfigError, TrainingError, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+            world.start()
+            stopped = run(trainer_class, args, savedir, data_dir, stop, world)
+            # Every rank is past its last write before any leaves (the checkpoint is rank 0's).
+            world.barrier()
+    except (ConfigError, TrainingError, DistributedError, ValueError, OSError) as error:
+        print(f"error{f' (rank {world.rank})' if world.size > 1 else ''}: {error}", file=sys.stderr)
         return 2
+    finally:
+        world.close()
+    if stopped and world.is_main:
+        # Last: Slurm's requeue ends this job's processes, and all are done by now.
+        requeue_slurm_job()
     return 0
+
+
+def quiet_rank(world: World) -> None:
+    """Ranks other than 0 print one line, then only warnings and errors (stderr): the run's
+    progress is rank 0's, and N copies of it would bury it."""
+    print(f"rank {world.rank} of {world.size} (local rank {world.local_rank}) on {world.device}: progress is "
+          f"rank 0's; this rank prints only warnings and errors", flush=True)
+    sys.stdout = open(os.devnull, "w")
 
 
 def resume_main(train_main, script: str, argv=None, description=None) -> int:
