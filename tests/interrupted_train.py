@@ -10,6 +10,8 @@ kill: nothing runs after it) or SIGUSR1 (Slurm's warning before a time limit or 
     validation  the n-th validation sampling, before it starts
     line        the n-th results.json line, just after it is written
     checkpoint  the n-th write of model.pt, after its temporary file is complete, before the rename
+
+Under torchrun every rank runs this file; FAULT_RANK=r injects the fault in rank r alone.
 """
 
 import os
@@ -26,10 +28,13 @@ train = __import__(os.environ.get("TRAIN_SCRIPT", "train"))
 
 point, n, signal_name, train_args = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
 calls = 0
+faulty = os.environ.get("FAULT_RANK", os.environ.get("RANK", "0")) == os.environ.get("RANK", "0")
 
 
 def reached() -> None:
     global calls
+    if not faulty:
+        return
     calls += 1
     if calls == n:
         os.kill(os.getpid(), getattr(signal, f"SIG{signal_name}"))
