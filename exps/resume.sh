@@ -25,10 +25,10 @@ if [ -f "$RUN/code/train.py" ]; then CODE_DIR="$RUN/code"; fi
 echo "resuming $RUN with the code in $CODE_DIR"
 cd "$CODE_DIR"
 if [ -f "$ENTRY" ]; then
-  exec "$PYTHON" "$ENTRY" "$RUN"
+  run_python "$ENTRY" "$RUN"
 fi
 if [ "$METHOD" = gan ]; then
   echo "resume.sh: the code of $RUN has no $ENTRY (it predates the GANO baseline)" >&2; exit 2
 fi
 # A code copy older than resume.py: the same thing through train.py.
-exec "$PYTHON" train.py --cfg "$RUN/config.json" --savedir "$RUN"
+run_python train.py --cfg "$RUN/config.json" --savedir "$RUN"

@@ -1,6 +1,6 @@
 # Sourced by main.sh and resume.sh after their arguments are checked: exps/env.sh, then
-# SAVEDIR and DATA_DIR required and made absolute, and PYTHON (the repository's .venv if any).
-# Expects EXPS_DIR and SCRIPT (the caller's name, for messages).
+# SAVEDIR and DATA_DIR required and made absolute, PYTHON (the repository's .venv if any), and
+# run_python, which they end with. Expects EXPS_DIR and SCRIPT (the caller's name, for messages).
 REPO_DIR="$(dirname "$EXPS_DIR")"
 if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
 : "${SAVEDIR:?$SCRIPT: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
@@ -12,3 +12,18 @@ case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 export DATA_DIR
 PYTHON=python3
 if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
+
+# run_python <script> <arguments...>: exec Python on the script, as srun's tasks (one rank each,
+# src/distributed.py) inside a Slurm job submitted by launch_exp.sh or resume_exp.sh, else as
+# this one process. Every rank's output goes to the job's log, labelled with its rank.
+run_python() {
+  if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SRUN_TASKS:-0}" = 1 ]; then
+    # Since Slurm 22.05 srun no longer inherits sbatch's --cpus-per-task: hand it on.
+    if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"; fi
+    local label=()
+    if [ "${SLURM_NTASKS:-1}" -gt 1 ]; then label=(--label); fi
+    # --kill-on-bad-exit: a rank that fails ends the others, which would wait for it forever.
+    exec srun --kill-on-bad-exit=1 "${label[@]}" "$PYTHON" "$@"
+  fi
+  exec "$PYTHON" "$@"
+}

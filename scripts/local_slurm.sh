@@ -17,19 +17,21 @@
 # needs files that exist and are character devices. Settings that are not obvious:
 #   proctrack/linuxproc, task/none, no accounting - no cgroups and no slurmdbd needed.
 #   AuthInfo=cred_expire=10 - a requeued job waits cred_expire+1 s before it may run again (default
-#                          120 s); with sched_interval=2 it restarts within ~15 s.
+#                          120 s); with sched_interval=2 it runs again ~12 s after the requeue.
 #   MinJobAge=5          - finished jobs leave squeue fast, and `sbatch --wait` then polls every 2 s
 #                          (it polls more slowly when MinJobAge is large).
 #   KillWait=5           - SIGTERM -> SIGKILL delay on cancel/time limit (default 30 s).
 #   SelectTypeParameters=CR_CPU - memory is not a consumable, so jobs without --mem do not each
 #                          take the node's whole memory and can run side by side.
 #   ReturnToService=2    - a node marked DOWN (e.g. slurmd was slow) comes back when it registers.
-#   Addresses are 127.0.0.1, so nothing depends on name resolution.
+#   Addresses are 127.0.0.1, so nothing depends on name resolution. Ports 6817/6818 are the
+#   defaults: one such cluster per machine at a time.
 set -u
 export PATH="$PATH:/usr/sbin:/sbin"
 CMD="${1:-}"
 STATE="${2:-/tmp/diffusion-operators-slurm}"
 case "$CMD" in start|stop) ;; *) echo "usage: $0 start|stop [STATE_DIR]" >&2; exit 2 ;; esac
+[ "$CMD" = stop ] && [ ! -d "$STATE" ] && exit 0   # nothing was ever started there
 mkdir -p "$STATE" && STATE="$(cd "$STATE" && pwd)"  # absolute: it goes into slurm.conf
 CONF="$STATE/slurm.conf"
 export SLURM_CONF="$CONF"
@@ -41,18 +43,16 @@ pid_ok() { local p; p="$(cat "$1" 2>/dev/null)" || return 1
            [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$2" ]; }
 # running PID: alive and not a zombie (a daemon's parent is init, which may reap it late).
 running() { local st; st="$(ps -o stat= -p "$1" 2>/dev/null)"; [ -n "$st" ] && [ "${st#Z}" = "$st" ]; }
-# stop_daemons NAME...: SIGTERM to each of our daemons (pid in STATE/NAME.pid), all at once as
-# each takes 1-2 s to exit; wait up to 15 s, then SIGKILL. Removes the pid files.
+# stop_daemons NAME...: SIGTERM to each of our daemons (pid in STATE/NAME.pid), all at once;
+# wait up to 15 s for them to exit, then SIGKILL. Removes the pid files.
 stop_daemons() {
   local n p pids="" left i
   for n; do
     pid_ok "$STATE/$n.pid" "$n" && { p="$(cat "$STATE/$n.pid")"; kill "$p"; pids="$pids $p"; }
     rm -f "$STATE/$n.pid"
   done
-  for i in $(seq 150); do
-    left=""; for p in $pids; do running "$p" && left="$left $p"; done
-    [ -z "$left" ] && return 0; sleep 0.1
-  done
+  for i in $(seq 150); do left=""; for p in $pids; do running "$p" && left="$left $p"; done
+                         [ -z "$left" ] && return 0; sleep 0.1; done
   say "killing$left, which ignored SIGTERM"; kill -9 $left
 }
 
@@ -98,9 +98,7 @@ write_conf() {
 # Written by scripts/local_slurm.sh; see the comment at its top.
 ClusterName=local
 SlurmctldHost=$NODE(127.0.0.1)
-SlurmUser=root
 AuthType=auth/munge
-CredType=cred/munge
 AuthInfo=cred_expire=10
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
@@ -112,15 +110,11 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
-MpiDefault=none
 MailProg=/bin/true
-SwitchType=switch/none
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
 SlurmdParameters=config_overrides
 GresTypes=gpu
-SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2,bf_interval=1
 JobRequeue=1
 MinJobAge=5
@@ -150,7 +144,10 @@ fail() { say "$1; the logs' tails:"
 start_munge || fail "munged did not start"
 slurmctld -c -f "$CONF" || fail "slurmctld did not start"   # -c: forget jobs of an earlier run
 slurmd -f "$CONF" || fail "slurmd did not start"
-for i in $(seq 600); do   # 60 s for the daemons' pid files and the node to register as idle
+end=$((SECONDS + 60))   # the daemons write their pid files a moment after forking; then the node registers
+while [ "$SECONDS" -lt "$end" ]; do
+  for d in slurmctld slurmd; do   # a pid file whose daemon is gone: it started, then died
+    [ -s "$STATE/$d.pid" ] && ! pid_ok "$STATE/$d.pid" "$d" && fail "$d exited"; done
   pid_ok "$STATE/slurmctld.pid" slurmctld && pid_ok "$STATE/slurmd.pid" slurmd &&
     [ "$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null)" = idle ] && { echo "export SLURM_CONF=$CONF"; exit 0; }
   sleep 0.1

@@ -352,15 +352,18 @@ def main(trainer_class, argv=None, description=None) -> int:
         with StopRequest() as stop:
             world.start()
             stopped = run(trainer_class, args, savedir, data_dir, stop, world)
-            # Every rank is past its last write before any leaves (the checkpoint is rank 0's).
-            world.barrier()
+        if stopped and os.environ.get("SLURM_JOB_ID"):
+            # Slurm's requeue (below) sends SIGTERM to the job at once: it must not turn the
+            # clean exit of a finished process into a kill.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Every rank is past its last write (and ignores SIGTERM) before rank 0 requeues.
+        world.barrier()
     except (ConfigError, TrainingError, DistributedError, ValueError, OSError) as error:
         print(f"error{f' (rank {world.rank})' if world.size > 1 else ''}: {error}", file=sys.stderr)
         return 2
     finally:
         world.close()
     if stopped and world.is_main:
-        # Last: Slurm's requeue ends this job's processes, and all are done by now.
         requeue_slurm_job()
     return 0
 

@@ -44,13 +44,10 @@ def seeded():
     torch.manual_seed(0)
 
 
-def run_command(args, cwd=ROOT, data_dir=None, **env) -> subprocess.CompletedProcess:
-    """Run ``args`` (paths allowed) in ``cwd`` and capture its output.
-
-    DATA_DIR is ``data_dir`` (unset when None); progress bars are hidden; one thread;
-    ``python3`` on the PATH is this interpreter (main.sh falls back to it without a .venv).
-    ``env`` adds variables; a value of None removes one.
-    """
+def command_environment(data_dir=None, **env) -> dict:
+    """The environment of a command the tests start: DATA_DIR is ``data_dir`` (unset when
+    None); progress bars are hidden; one thread; ``python3`` on the PATH is this interpreter
+    (main.sh falls back to it without a .venv). ``env`` adds variables; None removes one."""
     environment = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
     environment.pop("DATA_DIR", None)
     if data_dir is not None:
@@ -61,8 +58,29 @@ def run_command(args, cwd=ROOT, data_dir=None, **env) -> subprocess.CompletedPro
             environment.pop(key, None)
         else:
             environment[key] = str(value)
-    return subprocess.run([str(a) for a in args], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=600)
+    return environment
+
+
+def run_command(args, cwd=ROOT, data_dir=None, **env) -> subprocess.CompletedProcess:
+    """Run ``args`` (paths allowed) in ``cwd`` in `command_environment` and capture its output."""
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=command_environment(data_dir, **env),
+                          capture_output=True, text=True, timeout=600)
+
+
+def assert_same_state(a, b):
+    """Two checkpoints (or parts of them) equal bit for bit."""
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], torch.Tensor):
+            assert torch.equal(a[key], b[key]), key
+        elif isinstance(a[key], dict):
+            assert_same_state(a[key], b[key])
+        elif isinstance(a[key], list):
+            assert len(a[key]) == len(b[key])
+            for x, y in zip(a[key], b[key]):
+                assert_same_state({"_": x}, {"_": y})
+        else:
+            assert a[key] == b[key], key
 
 
 def snapshot(directory: Path, skip: str = None) -> dict:

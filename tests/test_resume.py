@@ -22,7 +22,7 @@ import torch
 
 import src.checkpoint
 import train as train_script
-from conftest import ROOT, TINY, run_command
+from conftest import ROOT, TINY, assert_same_state, run_command
 from src.noise import build_noise_sampler
 
 THREE_EPOCHS = {**TINY, "epochs": 3}
@@ -46,21 +46,6 @@ def train(setup, run_dir, *fault, **env):
 def results(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k != "time"}
             for line in (run_dir / "results.json").read_text().splitlines()]
-
-
-def assert_same_state(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        if isinstance(a[key], torch.Tensor):
-            assert torch.equal(a[key], b[key]), key
-        elif isinstance(a[key], dict):
-            assert_same_state(a[key], b[key])
-        elif isinstance(a[key], list):
-            assert len(a[key]) == len(b[key])
-            for x, y in zip(a[key], b[key]):
-                assert_same_state({"_": x}, {"_": y})
-        else:
-            assert a[key] == b[key], key
 
 
 @pytest.fixture(scope="module")
