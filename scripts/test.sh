@@ -5,4 +5,4 @@ set -euo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_DIR"
 source scripts/setup_venv.sh
-exec "$PYTHON" -m pytest -q "$@"
+exec "$PYTHON" -m pytest -q -rs "$@"  # -rs: the reason of every skip (e.g. no Slurm here)

@@ -9,7 +9,9 @@ overrides such a cluster needs (memory, CPUs, the log's folder):
 - one preempted after its first epoch with the signal the script's header asks for: it must
   write its checkpoint, requeue itself, resume, and end with the reference's results, bit for
   bit (both are one CPU process);
-- one of 2 tasks (srun, gloo), as on 2 GPUs: the reference's results to float rounding.
+- one of 2 tasks (srun, gloo), as on 2 GPUs, preempted the same way: both ranks stop, rank 0
+  writes one checkpoint, neither fails, and the job ends with the reference's results to float
+  rounding.
 """
 
 import json
@@ -25,6 +27,7 @@ from conftest import ROOT, TINY, assert_same_state, command_environment, run_com
 CONFIG = {**TINY, "epochs": 6}  # long enough to be preempted after the first epoch
 USER_OVERRIDES = ["--mem=1G", "--cpus-per-task=1"]  # what this node has, beside the headers' GPU node
 TIMEOUT = 300
+PREEMPTED = ("preempted", "two_tasks")
 
 
 def header_signal() -> str:
@@ -68,13 +71,17 @@ def jobs(slurm, tiny_data, tmp_path_factory):
     job_of = {name: job for name, (process, job) in submitted.items()}
     assert all(job.isdigit() for job in job_of.values()), job_of
 
-    results = base / "results" / "preempted" / job_of["preempted"] / "results.json"
+    # Preempt each of them once its first epoch is done (its Python is up, its handlers set).
+    waiting = {name: base / "results" / name / job_of[name] / "results.json" for name in PREEMPTED}
     deadline = time.time() + TIMEOUT
-    while not (results.exists() and results.read_text().count("\n") >= 1):
-        assert time.time() < deadline, "the job to preempt never finished its first epoch"
+    while waiting:
+        for name, results in list(waiting.items()):
+            if results.exists() and results.read_text().count("\n") >= 1:
+                signalled = run_command(["scancel", f"--signal={header_signal()}", job_of[name]], **slurm)
+                assert signalled.returncode == 0, signalled.stderr
+                del waiting[name]
+        assert time.time() < deadline, f"never finished their first epoch: {sorted(waiting)}"
         time.sleep(0.2)
-    signalled = run_command(["scancel", f"--signal={header_signal()}", job_of["preempted"]], **slurm)
-    assert signalled.returncode == 0, signalled.stderr
 
     ended = {}
     for name, (process, job) in submitted.items():
@@ -111,11 +118,15 @@ def test_a_preempted_job_requeues_resumes_and_ends_as_if_never_stopped(jobs):
                           torch.load(reference / name, weights_only=True))
 
 
-def test_two_tasks_train_as_two_gloo_ranks(jobs):
+def test_two_tasks_train_as_two_gloo_ranks_and_survive_a_preemption(jobs):
     job, returncode, log, run_dir = jobs["two_tasks"]
     assert returncode == 0, log[-3000:]
     assert "2 processes (gloo)" in log and "(4 per process)" in log
     assert re.search(r"^1: rank 1 of 2", log, re.M)  # srun --label: every rank's lines, labelled
+    first_run, resumed = log.split("DUE TO JOB REQUEUE", 1)
+    assert len(re.findall(r"^0: SIGUSR1: stopped .* written$", first_run, re.M)) == 1  # rank 0, once
+    assert "Exited with exit code" not in first_run and "Traceback" not in first_run  # no rank failed
+    assert "0: Resuming from" in resumed and "1: rank 1 of 2" in resumed
     reference = jobs["reference"][3]
     for line, expected in zip(results(run_dir), results(reference), strict=True):
         assert line == pytest.approx(expected, rel=1e-5, abs=1e-7)
