@@ -135,9 +135,9 @@ class World:
         return Shard(self.rank * share, (self.rank + 1) * share, batch_size)
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """``module`` as trained: DDP over the world, or itself in a world of 1. Checkpoints,
-        the EMA and sampling keep using ``module``, whose parameters DDP shares."""
-        if self.size == 1:
+        """``module`` as trained: DDP over the process group, or itself without one (a world of
+        1). Checkpoints, the EMA and sampling keep using ``module``, whose parameters DDP shares."""
+        if not dist.is_initialized():
             return module
         # No buffer is trained: nothing to sync before each forward.
         return DistributedDataParallel(module, device_ids=[self.device] if self.device.type == "cuda" else None,

@@ -120,3 +120,15 @@ def test_checkpoint_cost_tabulates_the_earlier_and_the_current_checkpoint(tiny):
     extra = int(rows[1][4].replace(",", ""))
     # The position, 4 losses and torch's RNG state (5 kB): kilobytes, not a copy of the weights.
     assert 5_000 < extra < 20_000 and extra == int(rows[1][3].replace(",", "")) - int(rows[0][3].replace(",", ""))
+
+
+def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tiny):
+    result = run_script(tiny, "benchmarks/distributed_throughput.py", "--cfg", "exps/json/debug.json",
+                        "--steps", "2", "--warmup", "1", "--repeats", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {row[0]: row for row in table_rows(result.stdout)}
+    assert set(rows) == {"1 process (reference)", "DDP, world size 1 (gloo)", "1 process, 1 thread",
+                         "2 processes (gloo), 1 thread each"}
+    assert rows["2 processes (gloo), 1 thread each"][2] == f"{TINY['batch_size']} ({TINY['batch_size'] // 2})"
+    assert rows["1 process (reference)"][4] == "1.00"
+    assert all(float(row[3].split()[0]) > 0 for row in rows.values())
