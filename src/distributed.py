@@ -108,7 +108,7 @@ class World:
         if "MASTER_ADDR" not in os.environ:
             os.environ["MASTER_ADDR"] = slurm_master_address()
         if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = str(15000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000)
+            os.environ["MASTER_PORT"] = str(10000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         dist.init_process_group(self.backend, rank=self.rank, world_size=self.size,

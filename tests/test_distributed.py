@@ -3,8 +3,10 @@
 agree on a stop signal that reaches one rank, and resume under another world size.
 
 Tolerances: 2 ranks sum the two halves' gradients where 1 process sums the whole batch, so
-float32 rounding differs; over the tiny config's 8 steps the weights agree to about 3e-7
-(measured), and the tests allow 1e-5 on weights and a relative 1e-5 on losses.
+float32 rounding differs. Over the tiny configs' 8 steps (measured 2026-12-02): weights and EMA
+within 1.2e-7 (diffusion) and 6e-8 (GANO), results lines within a relative 6e-8 (diffusion)
+and 4.4e-11 absolute on GANO's Wasserstein estimate (about 3e-6 itself, untrained). The tests
+allow 1e-5 on weights, and a relative 1e-5 or an absolute 1e-7 on every results entry.
 """
 
 import json
