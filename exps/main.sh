@@ -6,6 +6,8 @@
 #                that a queued Slurm job is not affected by later edits of the checkout.
 #   SLURM_JOB_ID identifies the run; outside Slurm set it yourself (`date +%s`), else the
 #                current Unix time is used.
+#   SRUN_TASKS=1 (set by launch_exp.sh) inside a Slurm job: the training runs as srun's
+#                tasks, one rank each (see run_env.sh); without it, as one process.
 #
 # Results go to $SAVEDIR/<name>/<SLURM_JOB_ID>. SAVEDIR and DATA_DIR come from the
 # environment or from env.sh next to this script (copy env.sh.bak to env.sh and edit it).

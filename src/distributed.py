@@ -90,7 +90,7 @@ class World:
 
     def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, device: torch.device | None = None):
         self.rank, self.size, self.local_rank = rank, size, local_rank
-        self.device = device if device is not None else default_device(local_rank)
+        self.device = torch.device(device) if device is not None else default_device(local_rank)
         self.stop_group = None  # a gloo group for the stop flag: a CPU tensor, no device sync
 
     @property
