@@ -20,7 +20,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.diffusion import LOSS_WEIGHTINGS, SCHEDULES, STEP_RULES
+from src.diffusion import LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES
 from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
@@ -95,6 +95,12 @@ class Arguments(CommonArguments):
     T: int = 100                            # Langevin steps per noise level
     L: int = 10                             # number of noise levels from sigma_1 to sigma_L
     denoise_last: bool = False              # end sampling with one denoising step x + sigma_L F(x, sigma_L)
+
+    # --- the sampler (eval.py --sampler KEY=VALUE overrides these for one evaluation)
+    sampler: str = "langevin"               # 'langevin' (annealed Langevin above, the original) or 'heun' (the ODE)
+    sampler_steps: int = 18                 # heun: levels from sqrt(sigma_1) to sqrt(sigma_L); 2 x steps - 1 network calls
+    sampler_rho: float = 7.0                # heun: spacing of the levels (EDM's rho; 1 linear in the std)
+    sampler_churn: float = 0.0              # heun: EDM's S_churn, noise added back per step (0: deterministic)
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
 
     # --- score network
@@ -172,6 +178,10 @@ def _check_values(args: CommonArguments) -> None:
             "(did you swap them?)")
     require(args.L >= 2 or args.sigma_1 == args.sigma_L, "L", "needs at least 2 levels when sigma_1 != sigma_L")
     require(args.epsilon > 0, "epsilon", "must be positive")
+    require(args.sampler in SAMPLERS, "sampler", f"must be one of {list(SAMPLERS)}")
+    require(args.sampler_steps >= 1, "sampler_steps", "must be >= 1")
+    require(args.sampler_rho > 0, "sampler_rho", "must be positive")
+    require(args.sampler_churn >= 0, "sampler_churn", "must be >= 0")
     require(args.rank > 0, "rank", "must be positive")
     require(args.factorization in FACTORIZATIONS, "factorization", f"must be one of {list(FACTORIZATIONS)}")
     require(len(args.mult_dims) == 4 and all(m > 0 for m in args.mult_dims), "mult_dims",

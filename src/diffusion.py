@@ -21,6 +21,7 @@ from src.distributed import Shard
 from src.progress import progress_bar
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SAMPLERS = ("langevin", "heun")
 SCHEDULES = ("geometric", "linear")
 LOSS_WEIGHTINGS = ("sigma", "unit")
 STEP_RULES = ("sigma_squared", "sigma")
@@ -126,4 +127,54 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
     steps.close()
     if denoise_last:
         x = x + sigmas[-1].item() * score(x, batch_sigma)
+    return x
+
+
+def edm_levels(sigma_1: float, sigma_L: float, steps: int, rho: float = 7.0) -> list[float]:
+    """Standard deviations for the ODE: ``steps`` of them from sqrt(sigma_1) down to sqrt(sigma_L),
+    evenly spaced in s^(1/rho) (Karras et al. 2022, eq. 5: rho = 7 crowds them at the small
+    end), then 0."""
+    top, bottom = sigma_1 ** (0.5 / rho), sigma_L ** (0.5 / rho)
+    fractions = [i / (steps - 1) for i in range(steps)] if steps > 1 else [0.0]
+    return [(top + f * (bottom - top)) ** rho for f in fractions] + [0.0]
+
+
+def heun_evaluations(levels: list[float]) -> int:
+    """Network calls of `probability_flow_heun` on ``levels``: two a step, one for a step to 0."""
+    steps = len(levels) - 1
+    return 2 * steps - (1 if levels[-1] == 0 else 0)
+
+
+@torch.no_grad()
+def probability_flow_heun(score: ScoreFn, noise_sampler, levels: list[float], x: torch.Tensor, churn: float = 0.0,
+                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Heun's method on the probability-flow ODE (Karras et al. 2022, Alg. 1; Alg. 2 with churn).
+
+    With s = sqrt(sigma) the standard deviation of the noise, x_s = u + s xi, xi ~ N(0, C), the
+    ODE is dx/ds = -s F(x, s^2) = (x - D(x, s)) / s, D(x, s) = x + s^2 F(x, s^2) the denoiser
+    (F ~ C grad log p: no C is needed). It carries the law of x at one level to the next.
+
+    ``levels``: decreasing standard deviations (`edm_levels`); a last level of 0 makes the last
+    step Euler's, which is exactly the denoising step x + s^2 F(x, s^2). ``x``: a draw of the
+    noise sampler (variance 1), started at the prior of the first level, levels[0] * x.
+    ``churn`` > 0: before each step the level is raised by gamma = min(churn / steps, sqrt 2 - 1)
+    (s -> s (1 + gamma)) with fresh noise of the sampler, as EDM's stochastic sampler does.
+    `heun_evaluations` gives the network calls.
+    """
+    steps = len(levels) - 1
+    gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
+    batch_sigma = torch.empty(x.shape[0], device=x.device)
+
+    def slope(x: torch.Tensor, s: float) -> torch.Tensor:
+        return -s * score(x, batch_sigma.fill_(s * s))
+
+    x = levels[0] * x
+    for s, s_next in zip(levels[:-1], levels[1:]):
+        if gamma > 0:
+            raised = s * (1 + gamma)
+            x = x + math.sqrt(raised ** 2 - s ** 2) * noise_sampler.sample(x.shape[0], generator=generator)
+            s = raised
+        d = slope(x, s)
+        x_euler = x + (s_next - s) * d
+        x = x + (s_next - s) * 0.5 * (d + slope(x_euler, s_next)) if s_next > 0 else x_euler
     return x

@@ -14,7 +14,7 @@ import torch
 
 from src.config import Arguments, CommonArguments, GANOArguments
 from src.data import keyed_generator, load_volcano, split_train_valid
-from src.diffusion import annealed_langevin, sigma_schedule
+from src.diffusion import annealed_langevin, edm_levels, heun_evaluations, probability_flow_heun, sigma_schedule
 from src.distributed import World
 from src.models_gano import Discriminator, Generator
 from src.noise import build_noise_sampler
@@ -58,11 +58,26 @@ def build_sigmas(args: Arguments, device) -> torch.Tensor:
     return sigma_schedule(args.sigma_1, args.sigma_L, args.L, args.schedule).to(device)
 
 
-@torch.no_grad()
+def ode_levels(args: Arguments) -> list[float]:
+    """The standard deviations the 'heun' sampler steps through (see `edm_levels`)."""
+    return edm_levels(args.sigma_1, args.sigma_L, args.sampler_steps, args.sampler_rho)
+
+
+def network_evaluations(args: CommonArguments) -> int:
+    """Network calls per sample of the config's sampler (GANO: one, of the generator)."""
+    if isinstance(args, GANOArguments):
+        return 1
+    if args.sampler == "heun":
+        return heun_evaluations(ode_levels(args))
+    return args.L * args.T + (1 if args.denoise_last else 0)
+
+
+@torch.inference_mode()
 def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int, seed: int,
            progress: bool = True, world: World | None = None) -> torch.Tensor:
-    """n functions drawn in batches: by the config's annealed Langevin dynamics with the score
-    network, or by GANO's generator applied to noise.
+    """n functions drawn in batches: by the config's sampler with the score network (annealed
+    Langevin dynamics, or Heun's method on the probability-flow ODE), or by GANO's generator
+    applied to noise; `network_evaluations` counts the network's calls per sample.
 
     The grid is the noise sampler's: the training one, or a finer one for super-resolution
     (the networks adapt their padding). Batch b draws from a generator keyed by (seed, b), so
@@ -79,6 +94,11 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
     if isinstance(args, GANOArguments):
         def draw(noise, generator):
             return model(noise)
+    elif args.sampler == "heun":
+        levels = ode_levels(args)
+
+        def draw(noise, generator):
+            return probability_flow_heun(model, noise_sampler, levels, noise, args.sampler_churn, generator)
     else:
         sigmas = build_sigmas(args, noise_sampler.device)
 
@@ -108,11 +128,17 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def describe_sampler(args: Arguments) -> str:
+    if args.sampler == "heun":
+        churn = f", churn {args.sampler_churn:g}" if args.sampler_churn > 0 else ""
+        return (f"Heun ODE sampler, {args.sampler_steps} levels (rho {args.sampler_rho:g}{churn}) = "
+                f"{network_evaluations(args)} network calls per sample")
+    return (f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
+            f"{network_evaluations(args)} network calls per sample")
+
+
 def describe(model, args: Arguments) -> str:
-    network_calls = args.L * args.T + (1 if args.denoise_last else 0)
     return (f"UNO score network, {count_parameters(model) / 1e6:.2f} M parameters, "
             f"resolution {args.data_resolution} px (+{args.npad} padding), "
-            f"{'white' if args.white_noise else args.noise_kernel + ' GRF'} noise, "
-            f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
-            f"{network_calls} network calls per sample batch, "
+            f"{'white' if args.white_noise else args.noise_kernel + ' GRF'} noise, {describe_sampler(args)}, "
             f"{math.ceil(args.Ntest / args.val_batch_size)} batch(es) per validation")
