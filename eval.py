@@ -26,6 +26,12 @@ superres  the same weights on a grid --factor times as fine: gt_stats_<f>x.pkl (
 plot      for every samples[_<f>x].<ckpt>.pkl in savedir: sample grids (presets 4x4, 4x5,
           4x3, four pages each), the mean images and the statistics histograms, PNG and PDF.
 
+--sampler KEY=VALUE ... samples with the sampler keys of the config changed (sbgm only), e.g.
+``--sampler sampler=heun sampler_steps=10``: one checkpoint sampled several ways. The outputs
+are then named after the change, <ckpt>.sampler=heun.sampler_steps=10 for <ckpt>, so they never
+overwrite the config's; pass the same flags to --mode=plot. metrics*.json records the sampler
+keys used and the network evaluations per sample.
+
 The experiment directory is only read; everything is written into --savedir, each file
 atomically (a temporary file, then a rename), so a failed run leaves earlier results whole.
 Runs on CUDA when present, else on the CPU.
@@ -39,13 +45,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.config import ConfigError, load_config
+from src.config import SAMPLER_KEYS, ConfigError, load_config, parse_key_value, with_sampler
 from src.data import FRAME_SIZE
 from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
                             find_sample_factors, format_metrics, gt_stats_name, load_model, metrics_name,
                             read_pickle, read_stats, samples_name, samples_record, stats_name)
 from src.distributed import default_device
-from src.experiment import build_noise, load_data, sample
+from src.experiment import build_noise, load_data, network_evaluations, sample
 from src.files import write_outputs
 from src.metrics import circular_stats, mean_image_metrics, wasserstein_metrics
 from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
@@ -76,17 +82,25 @@ def parse_args(argv=None):
                         help="number of functions to sample (default: %(default)s)")
     parser.add_argument("--factor", type=positive_int, default=2,
                         help="superres: sample on a grid this many times as fine (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the Langevin noise (default: %(default)s)")
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default: %(default)s)")
+    parser.add_argument("--sampler", nargs="+", default=[], type=parse_key_value, metavar="KEY=VALUE",
+                        help=f"sample with these config keys changed, of {', '.join(SAMPLER_KEYS)} "
+                             "(sbgm only); the outputs are named after them")
+    cli = parser.parse_args(argv)
+    # What the output files are named after: the checkpoint, and the sampler if it is changed.
+    cli.outputs_of = cli.checkpoint + "".join(f".{key}={value}" for key, value in cli.sampler)
+    return cli
 
 
-def results(savedir: Path, checkpoint: str, factor: int, samples, stats: dict, metrics: dict,
-            data_mean, epoch: int, cli) -> dict:
+def results(savedir: Path, args, factor: int, samples, stats: dict, metrics: dict, data_mean, epoch: int,
+            cli) -> dict:
     """{path: value} of the samples pickle, the stats pickle and the metrics JSON of one set of samples."""
+    checkpoint = cli.outputs_of
     record = samples_record(samples, stats, metrics, data_mean, checkpoint, epoch, factor, cli.seed, cli.Ntest)
     summary = {**metrics, "checkpoint": record["checkpoint"], "epoch": epoch, "factor": factor,
                "resolution": record["resolution"], "n_samples": len(samples), "n_requested": cli.Ntest,
-               "seed": cli.seed}
+               "seed": cli.seed, "network_evaluations": network_evaluations(args),
+               "sampler": {key: getattr(args, key) for key in SAMPLER_KEYS if hasattr(args, key)}}
     return {savedir / samples_name(checkpoint, factor): record, savedir / stats_name(checkpoint, factor): stats,
             savedir / metrics_name(checkpoint, factor): summary}
 
@@ -124,8 +138,7 @@ def run_generate(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
     metrics, stats = evaluate_samples(samples, real_stats, real)
     print(f"{len(samples)} samples against the training data ({exp_dir / GT_STATS}):")
     print(format_metrics(metrics))
-    files = results(savedir, cli.checkpoint, 1, samples, stats, metrics, None if real is None else real.mean(0),
-                    epoch, cli)
+    files = results(savedir, args, 1, samples, stats, metrics, None if real is None else real.mean(0), epoch, cli)
     write_outputs(files)
     return [path.name for path in files]
 
@@ -148,13 +161,13 @@ def run_superres(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
           f"({real.shape[1]} x {real.shape[2]} px, {len(real)} functions):")
     print(format_metrics(metrics))
     files = {savedir / gt_stats_name(factor): real_stats,
-             **results(savedir, cli.checkpoint, factor, samples, stats, metrics, real.mean(0), epoch, cli)}
+             **results(savedir, args, factor, samples, stats, metrics, real.mean(0), epoch, cli)}
     write_outputs(files)
     return [path.name for path in files]
 
 
 def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
-    checkpoint = cli.checkpoint
+    checkpoint = cli.outputs_of
     factors = find_sample_factors(savedir, checkpoint)
     if not factors:
         present = sorted(p.name for p in savedir.glob("samples*.pkl")) if savedir.is_dir() else []
@@ -209,7 +222,7 @@ def main(argv=None, method: str = "sbgm") -> int:
     exp_dir, savedir = Path(cli.exp_name), Path(cli.savedir)
     try:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
-        args = load_config(exp_dir / "config.json", method)
+        args = with_sampler(load_config(exp_dir / "config.json", method), dict(cli.sampler))
         if cli.mode == "plot":
             written = run_plot(cli, exp_dir, savedir)
         else:

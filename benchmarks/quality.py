@@ -18,14 +18,13 @@ Same sampler seed for both models. Prints a markdown table.
 import argparse
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.config import ConfigError, config_from_dict, load_config, parse_key_value  # noqa: E402
+from src.config import ConfigError, load_config, parse_key_value, with_sampler  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_model, build_noise, load_data, sample  # noqa: E402
@@ -50,7 +49,7 @@ def main() -> None:
     args = load_config(exp_dir / "config.json")
     changed = dict(cli.also_sampler)
     try:
-        other_args = config_from_dict(asdict(args) | changed, source="--also_sampler")  # type-checks the values
+        other_args = with_sampler(args, changed, source="--also_sampler")
     except ConfigError as error:
         parser.error(str(error))
     train, valid = load_data(args, os.environ["DATA_DIR"], cli.factor)

@@ -13,7 +13,7 @@ as ``"epoch"``), a value of the wrong type or an impossible value stops with a
 
 import argparse
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -25,6 +25,9 @@ from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 LR_SCHEDULES = ("constant", "cosine")
+# The keys of how a diffusion operator samples, which eval.py --sampler may change for one evaluation.
+SAMPLER_KEYS = ("sampler", "sampler_steps", "sampler_rho", "sampler_churn", "L", "T", "epsilon", "step_rule",
+                "denoise_last", "schedule")
 
 
 class ConfigError(ValueError):
@@ -260,6 +263,19 @@ def parse_key_value(item: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE (a config key, e.g. denoise_last=false)")
     return key, value
+
+
+def with_sampler(args: CommonArguments, changes: dict, source: str = "--sampler") -> CommonArguments:
+    """``args`` with the sampler keys in ``changes`` changed (type-checked): one trained model
+    sampled another way. Any other key, or any change to a GANO config, is refused."""
+    if not changes:
+        return args
+    if isinstance(args, GANOArguments):
+        raise ConfigError(f"{source}: GANO draws with its generator, one network call a sample: no sampler to change")
+    other = [key for key in changes if key not in SAMPLER_KEYS]
+    if other:
+        raise ConfigError(f"{source}: {', '.join(other)} is not a sampler key; these are: {', '.join(SAMPLER_KEYS)}")
+    return config_from_dict(asdict(args) | changes, source=source)
 
 
 def load_config(path: str | Path, method: str = "sbgm") -> CommonArguments:

@@ -42,7 +42,7 @@ from src.checkpoint import load_checkpoint, save_checkpoint
 from src.config import CommonArguments, ConfigError, load_config
 from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
 from src.distributed import DistributedError, Shard, World, world_from_environment
-from src.experiment import load_data, sample
+from src.experiment import load_data, network_evaluations, sample
 from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
 from src.metrics import circular_stats, validation_metrics
 from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
@@ -297,7 +297,7 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
         if (epoch + 1) % args.record_interval == 0 or epoch + 1 == args.epochs:
             metrics, samples, stats = validate(trainer, args, train, gt_stats, savedir, epoch + 1, world)
             if metrics is not None:
-                line.update(metrics)
+                line.update(metrics, network_evaluations=network_evaluations(args))
                 for name in METRICS:
                     if metrics[name] < best[name]:
                         best[name] = metrics[name]
