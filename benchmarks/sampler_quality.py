@@ -1,0 +1,187 @@
+"""Sample quality against network evaluations, for every sampler, side by side in one run.
+
+    DATA_DIR=data/synthetic_volcano python benchmarks/sampler_quality.py --exp_name results/quickstart/<id>
+        [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36 60]
+        [--churns 0 20] [--rho 7] [--no_langevin_budgets] [--figure assets/sampler_quality.png]
+
+For the weights of one checkpoint (EMA when it has them), each row samples ``--n_samples``
+functions per seed and scores them against the training split (w_total, w_var, w_skew,
+w_rough), with the same noise seeds for every row:
+
+- ``langevin (config)``: the config's annealed Langevin sampler, L x T (+1) evaluations: the
+  reference;
+- ``langevin``: the same step rule and epsilon on fewer levels, L = (budget - 1) // T, at each
+  budget (skipped with ``--no_langevin_budgets``);
+- ``heun`` and ``heun churn C``: Heun's method on the probability-flow ODE, rho-spaced levels
+  from sqrt(sigma_1) to sqrt(sigma_L) then a denoising step, at each budget (2 x steps - 1
+  evaluations: the budget rounded down to an odd number), deterministic or with EDM's churn C;
+- ``held-out``: the validation split, the same number of functions: the floor a perfect
+  sampler scores at this sample size.
+
+Cells are mean +- standard deviation over the seeds. Seconds per 64 samples are the median
+over seeds. The second table splits one sampling run of the reference into the network's own
+time (its evaluations timed alone, on the same batches) and the loop's, to check that the
+sampling loop costs under 5 % beside the network. The figure draws w_total against
+evaluations per sample, one line per sampler, the reference and the floor as references.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
+
+from src.config import load_config, with_sampler  # noqa: E402
+from src.distributed import default_device  # noqa: E402
+from src.evaluation import evaluate_samples, load_model  # noqa: E402
+from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
+from src.metrics import circular_stats  # noqa: E402
+
+COLUMNS = ("w_total", "w_var", "w_skew", "w_rough")
+BATCH = 128  # functions sampled at once
+
+
+def sampler_rows(args, cli) -> list[tuple[str, object]]:
+    """(family, config) of every row: the config's Langevin, then each family at each budget."""
+    rows = [("langevin (config)", args)]
+    extra = 1 if args.denoise_last else 0
+    for budget in cli.budgets:
+        if not cli.no_langevin_budgets and (budget - extra) // args.T >= 2:
+            rows.append(("langevin", with_sampler(args, {"L": (budget - extra) // args.T}, "--budgets")))
+        steps = (budget + 1) // 2
+        for churn in cli.churns:
+            family = "heun" if churn == 0 else f"heun churn {churn:g}"
+            rows.append((family, with_sampler(args, {"sampler": "heun", "sampler_steps": steps, "sampler_rho": cli.rho,
+                                                     "sampler_churn": churn}, "--budgets")))
+    return rows
+
+
+def timed_sample(model, args, noise_sampler, n: int, seed: int, device) -> tuple[torch.Tensor, float]:
+    started = time.perf_counter()
+    samples = sample(model, args, noise_sampler, n, BATCH, seed=seed, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return samples, time.perf_counter() - started
+
+
+def network_share(model, args, noise_sampler, n: int, device) -> dict:
+    """Seconds of one reference sampling run, and of its network evaluations alone."""
+    _, total = timed_sample(model, args, noise_sampler, n, seed=12345, device=device)
+    batches = [min(BATCH, n - start) for start in range(0, n, BATCH)]
+    calls = network_evaluations(args)
+    with torch.inference_mode():
+        network = 0.0
+        for size in batches:
+            x = noise_sampler.sample(size)
+            sigma = torch.full((size,), args.sigma_L, device=device)
+            model(x, sigma)  # warm-up of this batch size
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            for _ in range(calls):
+                model(x, sigma)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            network += time.perf_counter() - started
+    return {"total": total, "network": network, "calls": calls}
+
+
+def mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} +- {spread:.3f}"
+
+
+def draw_figure(path: Path, table: dict, evaluations: dict, floor: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    families = {}
+    for key, per_seed in table.items():
+        families.setdefault(key[0], []).append((evaluations[key], [metrics["w_total"] for metrics in per_seed]))
+    for family, points in families.items():
+        points.sort()
+        xs = [x for x, _ in points]
+        means = [statistics.mean(v) for _, v in points]
+        errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
+        style = {"marker": "*", "markersize": 12, "linestyle": "none"} if family == "langevin (config)" else {"marker": "o"}
+        axes.errorbar(xs, means, yerr=errors, capsize=3, label=family, **style)
+    axes.axhline(floor, color="grey", linestyle="--", label="held-out data (floor)")
+    axes.set_xscale("log")
+    axes.set_xlabel("network evaluations per sample")
+    axes.set_ylabel("w_total (lower is better)")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_name", required=True, help="a run directory of train.py")
+    parser.add_argument("--checkpoint", default="model.pt")
+    parser.add_argument("--n_samples", type=int, default=128)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler noise seeds")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 36, 60],
+                        help="network evaluations per sample of the new rows")
+    parser.add_argument("--churns", type=float, nargs="+", default=[0.0, 20.0], help="EDM S_churn values of heun rows")
+    parser.add_argument("--rho", type=float, default=7.0)
+    parser.add_argument("--no_langevin_budgets", action="store_true", help="no Langevin rows on fewer levels")
+    parser.add_argument("--figure", type=Path, default=None, help="where to draw w_total against evaluations")
+    cli = parser.parse_args()
+
+    exp_dir, device = Path(cli.exp_name), default_device()
+    args = load_config(exp_dir / "config.json")
+    train, valid = load_data(args, os.environ["DATA_DIR"])
+    train_stats = circular_stats(train)
+    model, state = load_model(args, exp_dir / cli.checkpoint, device)
+    noise_sampler = build_noise(args, args.data_resolution, device)
+
+    rows = sampler_rows(args, cli)
+    table, seconds, evaluations = {}, {}, {}
+    counts = {}
+    for family, row_args in rows:
+        index = counts[family] = counts.get(family, -1) + 1
+        key = (family, index)
+        evaluations[key] = network_evaluations(row_args)
+        table[key], times = [], []
+        for seed in cli.seeds:
+            samples, elapsed = timed_sample(model, row_args, noise_sampler, cli.n_samples, 1000 + seed, device)
+            table[key].append(evaluate_samples(samples, train_stats, train)[0])
+            times.append(elapsed * 64 / cli.n_samples)
+        seconds[key] = statistics.median(times)
+        print(f"  {family} at {evaluations[key]} evaluations: w_total {mean_std([m['w_total'] for m in table[key]])}",
+              file=sys.stderr, flush=True)
+    held_out = evaluate_samples(valid[:cli.n_samples], train_stats, train)[0]
+
+    print(f"{exp_dir / cli.checkpoint} (epoch {state['last_epoch'] + 1}), {cli.n_samples} samples per seed, "
+          f"seeds {cli.seeds}, {device}; mean +- standard deviation over the seeds, against the training split\n")
+    print("| sampler | evaluations | " + " | ".join(COLUMNS) + " | s / 64 samples |")
+    print("|---|---|" + "---|" * len(COLUMNS) + "---|")
+    for key, per_seed in table.items():
+        cells = " | ".join(mean_std([m[c] for m in per_seed]) for c in COLUMNS)
+        print(f"| {key[0]} | {evaluations[key]} | {cells} | {seconds[key]:.1f} |")
+    print("| held-out data | - | " + " | ".join(f"{held_out[c]:.3f}" for c in COLUMNS) + " | - |")
+
+    share = network_share(model, args, noise_sampler, cli.n_samples, device)
+    loop = share["total"] - share["network"]
+    print(f"\nReference sampler, {cli.n_samples} samples: {share['total']:.2f} s in all, {share['network']:.2f} s "
+          f"of {share['calls']} network evaluations alone, {loop:.2f} s ({100 * loop / share['total']:.1f} %) "
+          f"for the loop (noise draws and arithmetic)")
+    if cli.figure:
+        draw_figure(cli.figure, table, evaluations, held_out["w_total"])
+        print(f"\nfigure: {cli.figure}")
+
+
+if __name__ == "__main__":
+    main()
