@@ -1,8 +1,8 @@
 """Sample quality against network evaluations, for every sampler, side by side in one run.
 
     DATA_DIR=data/synthetic_volcano python benchmarks/sampler_quality.py --exp_name results/quickstart/<id>
-        [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36 60]
-        [--churns 0 20] [--rho 7] [--no_langevin_budgets] [--figure assets/sampler_quality.png]
+        [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36]
+        [--samplers euler heun] [--churns 0 1000] [--rho 2] [--no_langevin_budgets] [--figure PNG]
 
 For the weights of one checkpoint (EMA when it has them), each row samples ``--n_samples``
 functions per seed and scores them against the training split (w_total, w_var, w_skew,
@@ -12,9 +12,11 @@ w_rough), with the same noise seeds for every row:
   reference;
 - ``langevin``: the same step rule and epsilon on fewer levels, L = (budget - 1) // T, at each
   budget (skipped with ``--no_langevin_budgets``);
-- ``heun`` and ``heun churn C``: Heun's method on the probability-flow ODE, rho-spaced levels
-  from sqrt(sigma_1) to sqrt(sigma_L) then a denoising step, at each budget (2 x steps - 1
-  evaluations: the budget rounded down to an odd number), deterministic or with EDM's churn C;
+- ``euler``, ``heun`` and ``<sampler> churn C``: Euler's or Heun's method on the
+  probability-flow ODE, rho-spaced levels from sqrt(sigma_1) to sqrt(sigma_L) then a
+  denoising step, at each budget (Euler: one evaluation a level; Heun: 2 x levels - 1, the
+  budget rounded down to an odd number), deterministic or with EDM's churn C (1000: the
+  largest churn at any budget, noise equal to the noise present added before every step);
 - ``held-out``: the validation split, the same number of functions: the floor a perfect
   sampler scores at this sample size.
 
@@ -55,11 +57,12 @@ def sampler_rows(args, cli) -> list[tuple[str, object]]:
     for budget in cli.budgets:
         if not cli.no_langevin_budgets and (budget - extra) // args.T >= 2:
             rows.append(("langevin", with_sampler(args, {"L": (budget - extra) // args.T}, "--budgets")))
-        steps = (budget + 1) // 2
-        for churn in cli.churns:
-            family = "heun" if churn == 0 else f"heun churn {churn:g}"
-            rows.append((family, with_sampler(args, {"sampler": "heun", "sampler_steps": steps, "sampler_rho": cli.rho,
-                                                     "sampler_churn": churn}, "--budgets")))
+        for sampler in cli.samplers:
+            steps = budget if sampler == "euler" else (budget + 1) // 2
+            for churn in cli.churns:
+                family = sampler if churn == 0 else f"{sampler} churn {churn:g}"
+                rows.append((family, with_sampler(args, {"sampler": sampler, "sampler_steps": steps,
+                                                         "sampler_rho": cli.rho, "sampler_churn": churn}, "--budgets")))
     return rows
 
 
@@ -132,10 +135,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="model.pt")
     parser.add_argument("--n_samples", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampler noise seeds")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 36, 60],
+    parser.add_argument("--budgets", type=int, nargs="+", default=[10, 20, 36],
                         help="network evaluations per sample of the new rows")
-    parser.add_argument("--churns", type=float, nargs="+", default=[0.0, 20.0], help="EDM S_churn values of heun rows")
-    parser.add_argument("--rho", type=float, default=7.0)
+    parser.add_argument("--samplers", nargs="+", default=["euler", "heun"], choices=["euler", "heun"])
+    parser.add_argument("--churns", type=float, nargs="+", default=[0.0, 1000.0], help="EDM S_churn of the ODE rows")
+    parser.add_argument("--rho", type=float, default=2.0, help="spacing of the ODE rows' levels")
     parser.add_argument("--no_langevin_budgets", action="store_true", help="no Langevin rows on fewer levels")
     parser.add_argument("--figure", type=Path, default=None, help="where to draw w_total against evaluations")
     cli = parser.parse_args()

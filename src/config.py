@@ -100,10 +100,10 @@ class Arguments(CommonArguments):
     denoise_last: bool = False              # end sampling with one denoising step x + sigma_L F(x, sigma_L)
 
     # --- the sampler (eval.py --sampler KEY=VALUE overrides these for one evaluation)
-    sampler: str = "langevin"               # 'langevin' (annealed Langevin above, the original) or 'heun' (the ODE)
-    sampler_steps: int = 18                 # heun: levels from sqrt(sigma_1) to sqrt(sigma_L); 2 x steps - 1 network calls
-    sampler_rho: float = 7.0                # heun: spacing of the levels (EDM's rho; 1 linear in the std)
-    sampler_churn: float = 0.0              # heun: EDM's S_churn, noise added back per step (0: deterministic)
+    sampler: str = "langevin"               # 'langevin' (annealed Langevin above, the original), or the ODE: 'euler', 'heun'
+    sampler_steps: int = 18                 # euler, heun: levels sqrt(sigma_1)..sqrt(sigma_L); calls: steps, 2 steps - 1
+    sampler_rho: float = 7.0                # euler, heun: spacing of the levels (EDM's rho; 1 linear in the std)
+    sampler_churn: float = 0.0              # euler, heun: EDM's S_churn, noise added per step (0: deterministic)
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
 
     # --- score network

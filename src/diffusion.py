@@ -21,7 +21,7 @@ from src.distributed import Shard
 from src.progress import progress_bar
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-SAMPLERS = ("langevin", "heun")
+SAMPLERS = ("langevin", "heun", "euler")
 SCHEDULES = ("geometric", "linear")
 LOSS_WEIGHTINGS = ("sigma", "unit")
 STEP_RULES = ("sigma_squared", "sigma")
@@ -139,16 +139,17 @@ def edm_levels(sigma_1: float, sigma_L: float, steps: int, rho: float = 7.0) -> 
     return [(top + f * (bottom - top)) ** rho for f in fractions] + [0.0]
 
 
-def heun_evaluations(levels: list[float]) -> int:
-    """Network calls of `probability_flow_heun` on ``levels``: two a step, one for a step to 0."""
+def flow_evaluations(levels: list[float], order: int) -> int:
+    """Network calls of `probability_flow` on ``levels``: ``order`` a step, one for a step to 0."""
     steps = len(levels) - 1
-    return 2 * steps - (1 if levels[-1] == 0 else 0)
+    return order * steps - (order - 1 if levels[-1] == 0 else 0)
 
 
 @torch.no_grad()
-def probability_flow_heun(score: ScoreFn, noise_sampler, levels: list[float], x: torch.Tensor, churn: float = 0.0,
-                          generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Heun's method on the probability-flow ODE (Karras et al. 2022, Alg. 1; Alg. 2 with churn).
+def probability_flow(score: ScoreFn, noise_sampler, levels: list[float], x: torch.Tensor, churn: float = 0.0,
+                     generator: Optional[torch.Generator] = None, order: int = 2) -> torch.Tensor:
+    """Euler's (``order`` 1) or Heun's (2) method on the probability-flow ODE (Karras et al. 2022,
+    Alg. 1; with churn, Alg. 2).
 
     With s = sqrt(sigma) the standard deviation of the noise, x_s = u + s xi, xi ~ N(0, C), the
     ODE is dx/ds = -s F(x, s^2) = (x - D(x, s)) / s, D(x, s) = x + s^2 F(x, s^2) the denoiser
@@ -158,8 +159,9 @@ def probability_flow_heun(score: ScoreFn, noise_sampler, levels: list[float], x:
     step Euler's, which is exactly the denoising step x + s^2 F(x, s^2). ``x``: a draw of the
     noise sampler (variance 1), started at the prior of the first level, levels[0] * x.
     ``churn`` > 0: before each step the level is raised by gamma = min(churn / steps, sqrt 2 - 1)
-    (s -> s (1 + gamma)) with fresh noise of the sampler, as EDM's stochastic sampler does.
-    `heun_evaluations` gives the network calls.
+    (s -> s (1 + gamma)) with fresh noise of the sampler, as EDM's stochastic sampler does; at
+    the maximum the noise added equals the noise already there. `flow_evaluations` gives the
+    network calls.
     """
     steps = len(levels) - 1
     gamma = min(churn / steps, math.sqrt(2) - 1) if churn > 0 else 0.0
@@ -176,5 +178,5 @@ def probability_flow_heun(score: ScoreFn, noise_sampler, levels: list[float], x:
             s = raised
         d = slope(x, s)
         x_euler = x + (s_next - s) * d
-        x = x + (s_next - s) * 0.5 * (d + slope(x_euler, s_next)) if s_next > 0 else x_euler
+        x = x + (s_next - s) * 0.5 * (d + slope(x_euler, s_next)) if order == 2 and s_next > 0 else x_euler
     return x

@@ -14,7 +14,7 @@ import torch
 
 from src.config import Arguments, CommonArguments, GANOArguments
 from src.data import keyed_generator, load_volcano, split_train_valid
-from src.diffusion import annealed_langevin, edm_levels, heun_evaluations, probability_flow_heun, sigma_schedule
+from src.diffusion import annealed_langevin, edm_levels, flow_evaluations, probability_flow, sigma_schedule
 from src.distributed import World
 from src.models_gano import Discriminator, Generator
 from src.noise import build_noise_sampler
@@ -58,8 +58,11 @@ def build_sigmas(args: Arguments, device) -> torch.Tensor:
     return sigma_schedule(args.sigma_1, args.sigma_L, args.L, args.schedule).to(device)
 
 
+ODE_ORDERS = {"euler": 1, "heun": 2}  # the samplers of the probability-flow ODE, and their order
+
+
 def ode_levels(args: Arguments) -> list[float]:
-    """The standard deviations the 'heun' sampler steps through (see `edm_levels`)."""
+    """The standard deviations the ODE samplers step through (see `edm_levels`)."""
     return edm_levels(args.sigma_1, args.sigma_L, args.sampler_steps, args.sampler_rho)
 
 
@@ -67,8 +70,8 @@ def network_evaluations(args: CommonArguments) -> int:
     """Network calls per sample of the config's sampler (GANO: one, of the generator)."""
     if isinstance(args, GANOArguments):
         return 1
-    if args.sampler == "heun":
-        return heun_evaluations(ode_levels(args))
+    if args.sampler in ODE_ORDERS:
+        return flow_evaluations(ode_levels(args), ODE_ORDERS[args.sampler])
     return args.L * args.T + (1 if args.denoise_last else 0)
 
 
@@ -76,8 +79,9 @@ def network_evaluations(args: CommonArguments) -> int:
 def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int, seed: int,
            progress: bool = True, world: World | None = None) -> torch.Tensor:
     """n functions drawn in batches: by the config's sampler with the score network (annealed
-    Langevin dynamics, or Heun's method on the probability-flow ODE), or by GANO's generator
-    applied to noise; `network_evaluations` counts the network's calls per sample.
+    Langevin dynamics, or Euler's or Heun's method on the probability-flow ODE, with or without
+    churn), or by GANO's generator applied to noise; `network_evaluations` counts the network's
+    calls per sample.
 
     The grid is the noise sampler's: the training one, or a finer one for super-resolution
     (the networks adapt their padding). Batch b draws from a generator keyed by (seed, b), so
@@ -94,11 +98,12 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
     if isinstance(args, GANOArguments):
         def draw(noise, generator):
             return model(noise)
-    elif args.sampler == "heun":
+    elif args.sampler in ODE_ORDERS:
         levels = ode_levels(args)
 
         def draw(noise, generator):
-            return probability_flow_heun(model, noise_sampler, levels, noise, args.sampler_churn, generator)
+            return probability_flow(model, noise_sampler, levels, noise, args.sampler_churn, generator,
+                                    order=ODE_ORDERS[args.sampler])
     else:
         sigmas = build_sigmas(args, noise_sampler.device)
 
@@ -129,9 +134,9 @@ def count_parameters(model) -> int:
 
 
 def describe_sampler(args: Arguments) -> str:
-    if args.sampler == "heun":
+    if args.sampler in ODE_ORDERS:
         churn = f", churn {args.sampler_churn:g}" if args.sampler_churn > 0 else ""
-        return (f"Heun ODE sampler, {args.sampler_steps} levels (rho {args.sampler_rho:g}{churn}) = "
+        return (f"{args.sampler.capitalize()} ODE sampler, {args.sampler_steps} levels (rho {args.sampler_rho:g}{churn}) = "
                 f"{network_evaluations(args)} network calls per sample")
     return (f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
             f"{network_evaluations(args)} network calls per sample")

@@ -132,3 +132,21 @@ def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tin
     assert rows["2 processes (gloo), 1 thread each"][2] == f"{TINY['batch_size']} ({TINY['batch_size'] // 2})"
     assert rows["1 process (reference)"][4] == "1.00"
     assert all(float(row[3].split()[0]) > 0 for row in rows.values())
+
+
+def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_path):
+    figure = tmp_path / "sampler_quality.png"
+    result = run_script(trained_run.parent, "benchmarks/sampler_quality.py", "--exp_name", str(trained_run),
+                        "--n_samples", "4", "--seeds", "0", "1", "--budgets", "5", "9", "--churns", "0", "1000",
+                        "--figure", str(figure))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout)
+    evaluations = TINY["L"] * TINY["T"]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("langevin (config)", str(evaluations)),  # then L = budget // T levels of T steps (T = 2 here)
+        ("langevin", "4"), ("euler", "5"), ("euler churn 1000", "5"), ("heun", "5"), ("heun churn 1000", "5"),
+        ("langevin", "8"), ("euler", "9"), ("euler churn 1000", "9"), ("heun", "9"), ("heun churn 1000", "9"),
+        ("held-out data", "-")]
+    assert all("+-" in row[2] for row in rows[:-1])  # mean +- spread over the 2 seeds
+    assert "for the loop" in result.stdout
+    assert figure.stat().st_size > 0
