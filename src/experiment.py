@@ -136,7 +136,8 @@ def count_parameters(model) -> int:
 def describe_sampler(args: Arguments) -> str:
     if args.sampler in ODE_ORDERS:
         churn = f", churn {args.sampler_churn:g}" if args.sampler_churn > 0 else ""
-        return (f"{args.sampler.capitalize()} ODE sampler, {args.sampler_steps} levels (rho {args.sampler_rho:g}{churn}) = "
+        return (f"{args.sampler.capitalize()} sampler of the probability-flow ODE, {args.sampler_steps} levels "
+                f"(rho {args.sampler_rho:g}{churn}) = "
                 f"{network_evaluations(args)} network calls per sample")
     return (f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
             f"{network_evaluations(args)} network calls per sample")
