@@ -223,7 +223,7 @@ def test_sampler_flags_sample_another_way_into_files_of_their_own(evaluated, tmp
 
 @pytest.mark.parametrize("flags, message", [
     (["--sampler", "d_co_domain=8"], "d_co_domain is not a sampler key"),
-    (["--sampler", "sampler=euler"], "sampler"),
+    (["--sampler", "sampler=ddim"], "sampler"),
     (["--sampler", "sampler_steps=0"], "sampler_steps"),
 ])
 def test_bad_sampler_flags_are_refused_naming_the_key(experiment, tmp_path, capsys, flags, message):
