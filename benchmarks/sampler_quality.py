@@ -21,9 +21,9 @@ w_rough), with the same noise seeds for every row:
   sampler scores at this sample size.
 
 Cells are mean +- standard deviation over the seeds. Seconds per 64 samples are the median
-over seeds. The second table splits one sampling run of the reference into the network's own
-time (its evaluations timed alone, on the same batches) and the loop's, to check that the
-sampling loop costs under 5 % beside the network. The figure draws w_total against
+over seeds. The last line splits one sampling run of the reference into the time spent inside
+the network's calls (each timed where it happens) and the loop's, to check that the sampling
+loop costs under 5 % beside the network. The figure draws w_total against
 evaluations per sample, one line per sampler, the reference and the floor as references.
 """
 
@@ -74,26 +74,31 @@ def timed_sample(model, args, noise_sampler, n: int, seed: int, device) -> tuple
     return samples, time.perf_counter() - started
 
 
+class TimedNetwork(torch.nn.Module):
+    """The network, adding up the seconds of its calls (synchronised on CUDA, so the timing
+    run is not the timed sampling runs)."""
+
+    def __init__(self, network, device):
+        super().__init__()
+        self.network, self.device, self.seconds, self.calls = network, device, 0.0, 0
+
+    def forward(self, x, sigma):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        out = self.network(x, sigma)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return out
+
+
 def network_share(model, args, noise_sampler, n: int, device) -> dict:
-    """Seconds of one reference sampling run, and of its network evaluations alone."""
-    _, total = timed_sample(model, args, noise_sampler, n, seed=12345, device=device)
-    batches = [min(BATCH, n - start) for start in range(0, n, BATCH)]
-    calls = network_evaluations(args)
-    with torch.inference_mode():
-        network = 0.0
-        for size in batches:
-            x = noise_sampler.sample(size)
-            sigma = torch.full((size,), args.sigma_L, device=device)
-            model(x, sigma)  # warm-up of this batch size
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            started = time.perf_counter()
-            for _ in range(calls):
-                model(x, sigma)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            network += time.perf_counter() - started
-    return {"total": total, "network": network, "calls": calls}
+    """Seconds of one reference sampling run, and of the network's calls inside it."""
+    timed = TimedNetwork(model, device)
+    _, total = timed_sample(timed, args, noise_sampler, n, seed=12345, device=device)
+    return {"total": total, "network": timed.seconds, "calls": timed.calls}
 
 
 def mean_std(values: list[float]) -> str:
@@ -180,7 +185,7 @@ def main() -> None:
     share = network_share(model, args, noise_sampler, cli.n_samples, device)
     loop = share["total"] - share["network"]
     print(f"\nReference sampler, {cli.n_samples} samples: {share['total']:.2f} s in all, {share['network']:.2f} s "
-          f"of {share['calls']} network evaluations alone, {loop:.2f} s ({100 * loop / share['total']:.1f} %) "
+          f"in its {share['calls']} network calls, {loop:.2f} s ({100 * loop / share['total']:.1f} %) "
           f"for the loop (noise draws and arithmetic)")
     if cli.figure:
         draw_figure(cli.figure, table, evaluations, held_out["w_total"])
