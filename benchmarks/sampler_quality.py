@@ -8,10 +8,11 @@ For the weights of one checkpoint (EMA when it has them), each row samples ``--n
 functions per seed and scores them against the training split (w_total, w_var, w_skew,
 w_rough), with the same noise seeds for every row:
 
-- ``langevin (config)``: the config's annealed Langevin sampler, L x T (+1) evaluations: the
-  reference;
-- ``langevin``: the same step rule and epsilon on fewer levels, L = (budget - 1) // T, at each
-  budget (skipped with ``--no_langevin_budgets``);
+- ``<sampler> (config)``: the config's own sampler (``langevin (config)`` for the paper's
+  configs and for runs trained before the quickstart changed sampler: L x T (+1) evaluations):
+  the reference;
+- ``langevin``: annealed Langevin with the config's step rule, epsilon and T on fewer levels,
+  L = (budget - 1) // T, at each budget (skipped with ``--no_langevin_budgets``);
 - ``euler``, ``heun`` and ``<sampler> churn C``: Euler's or Heun's method on the
   probability-flow ODE, rho-spaced levels from sqrt(sigma_1) to sqrt(sigma_L) then a
   denoising step, at each budget (Euler: one evaluation a level; Heun: 2 x levels - 1, the
@@ -52,11 +53,12 @@ BATCH = 128  # functions sampled at once
 
 def sampler_rows(args, cli) -> list[tuple[str, object]]:
     """(family, config) of every row: the config's Langevin, then each family at each budget."""
-    rows = [("langevin (config)", args)]
+    rows = [(f"{args.sampler} (config)", args)]
     extra = 1 if args.denoise_last else 0
     for budget in cli.budgets:
         if not cli.no_langevin_budgets and (budget - extra) // args.T >= 2:
-            rows.append(("langevin", with_sampler(args, {"L": (budget - extra) // args.T}, "--budgets")))
+            rows.append(("langevin", with_sampler(args, {"sampler": "langevin", "L": (budget - extra) // args.T},
+                                                  "--budgets")))
         for sampler in cli.samplers:
             steps = budget if sampler == "euler" else (budget + 1) // 2
             for churn in cli.churns:
@@ -120,7 +122,7 @@ def draw_figure(path: Path, table: dict, evaluations: dict, floor: float) -> Non
         xs = [x for x, _ in points]
         means = [statistics.mean(v) for _, v in points]
         errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
-        style = {"marker": "*", "markersize": 12, "linestyle": "none"} if family == "langevin (config)" else {"marker": "o"}
+        style = {"marker": "*", "markersize": 12, "linestyle": "none"} if family.endswith("(config)") else {"marker": "o"}
         axes.errorbar(xs, means, yerr=errors, capsize=3, label=family, **style)
     axes.axhline(floor, color="grey", linestyle="--", label="held-out data (floor)")
     axes.set_xscale("log")

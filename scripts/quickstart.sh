@@ -2,7 +2,7 @@
 # The main job on the embedded default, on a fresh machine:
 #   1. a virtual environment from requirements.txt (if there is none),
 #   2. synthetic Volcano data in $DATA_DIR (default data/synthetic_volcano) if it holds no *.int file,
-#   3. training of exps/json/quickstart.json through exps/main.sh (~13 min on 2 CPU cores with steps 1-2),
+#   3. training of exps/json/quickstart.json through exps/main.sh (3.5 min on 2 CPU cores),
 #   4. where the results and pictures are.
 # An argument names another config of exps/json instead: `bash scripts/quickstart.sh debug` (seconds);
 # a gano-*.json config trains the GANO baseline (method gan): `bash scripts/quickstart.sh gano-quickstart`.
