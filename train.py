@@ -41,7 +41,8 @@ class DiffusionTrainer(training.Trainer):
 
     def train_step(self, u, generator, step, shard):
         loss = score_matching_loss(self.trained_model, u, self.sigmas, self.noise_sampler, generator=generator,
-                                   weighting=self.args.loss_weighting, shard=shard)
+                                   weighting=self.args.loss_weighting, shard=shard,
+                                   levels=self.args.training_levels)
         optimizer = self.optimizers["optimizer"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -68,7 +69,8 @@ class DiffusionTrainer(training.Trainer):
         total = 0.0
         for batch in self.valid.split(self.args.val_batch_size):
             total += score_matching_loss(self.model, batch.to(self.device), self.sigmas, self.noise_sampler,
-                                         generator=generator, weighting=self.args.loss_weighting).item() * len(batch)
+                                         generator=generator, weighting=self.args.loss_weighting,
+                                         levels=self.args.training_levels).item() * len(batch)
         return total / len(self.valid)
 
 

@@ -20,7 +20,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.diffusion import LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES
+from src.diffusion import LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES, TRAINING_LEVELS
 from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
@@ -105,6 +105,7 @@ class Arguments(CommonArguments):
     sampler_rho: float = 7.0                # euler, heun: spacing of the levels (EDM's rho; 1 linear in the std)
     sampler_churn: float = 0.0              # euler, heun: EDM's S_churn, noise added per step (0: deterministic)
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
+    training_levels: str = "discrete"       # levels trained on: the L of the schedule (the original) or 'log_uniform' in [sigma_L, sigma_1]
 
     # --- score network
     factorization: Optional[str] = None     # tensor factorization of the spectral weights: tucker, cp, tt, dense or null
@@ -175,6 +176,7 @@ def _check_values(args: CommonArguments) -> None:
     require(args.schedule in SCHEDULES, "schedule", f"must be one of {list(SCHEDULES)}")
     require(args.step_rule in STEP_RULES, "step_rule", f"must be one of {list(STEP_RULES)}")
     require(args.loss_weighting in LOSS_WEIGHTINGS, "loss_weighting", f"must be one of {list(LOSS_WEIGHTINGS)}")
+    require(args.training_levels in TRAINING_LEVELS, "training_levels", f"must be one of {list(TRAINING_LEVELS)}")
     require(args.sigma_L > 0, "sigma_L", "must be positive (it is a variance)")
     require(args.sigma_1 >= args.sigma_L, "sigma_1",
             f"must be >= sigma_L = {args.sigma_L}: sigmas decrease from sigma_1 to sigma_L "

@@ -25,6 +25,7 @@ SAMPLERS = ("langevin", "heun", "euler")
 SCHEDULES = ("geometric", "linear")
 LOSS_WEIGHTINGS = ("sigma", "unit")
 STEP_RULES = ("sigma_squared", "sigma")
+TRAINING_LEVELS = ("discrete", "log_uniform")
 
 
 def expand_like(per_example: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -45,8 +46,13 @@ def sigma_schedule(sigma_1: float, sigma_L: float, L: int, schedule: str = "geom
 
 def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, noise_sampler,
                         generator: Optional[torch.Generator] = None, weighting: str = "sigma",
-                        shard: Optional[Shard] = None) -> torch.Tensor:
-    """Denoising score-matching loss, one noise level drawn uniformly per example.
+                        shard: Optional[Shard] = None, levels: str = "discrete") -> torch.Tensor:
+    """Denoising score-matching loss, one noise level drawn per example.
+
+    ``levels="discrete"`` (the original's) draws one of the L variances of ``sigmas`` uniformly;
+    ``"log_uniform"`` draws the variance log-uniformly between sigmas[-1] and sigmas[0], the
+    same spread over the same range but every level in between too, which is where an ODE
+    solver (`probability_flow`) evaluates the network.
 
     ``weighting="sigma"`` (the original's): ``mean |sqrt(sigma) z + sigma F(x, sigma)|^2``. Per
     level this is ``sigma |z + sqrt(sigma) F|^2``: a level weighs in proportion to its variance,
@@ -64,13 +70,22 @@ def score_matching_loss(score: ScoreFn, u: torch.Tensor, sigmas: torch.Tensor, n
     if weighting not in LOSS_WEIGHTINGS:
         raise ValueError(f"unknown loss weighting {weighting!r}: expected one of {list(LOSS_WEIGHTINGS)}")
     shard = shard or Shard.whole(len(u))
-    level = shard.of(torch.randint(len(sigmas), (shard.size,), device=sigmas.device, generator=generator))
-    sigma = sigmas[level]
+    sigma = shard.of(draw_levels(sigmas, shard.size, generator, levels))
     noise = expand_like(sigma.sqrt(), u) * shard.of(noise_sampler.sample(shard.size, generator=generator))
     residual = noise + expand_like(sigma, u) * score(u + noise, sigma)
     if weighting == "unit":
         residual = residual / expand_like(sigma.sqrt(), u)
     return residual.square().mean()
+
+
+def draw_levels(sigmas: torch.Tensor, n: int, generator: Optional[torch.Generator], levels: str) -> torch.Tensor:
+    """``n`` noise variances for training, on sigmas' device (see `score_matching_loss`)."""
+    if levels == "discrete":
+        return sigmas[torch.randint(len(sigmas), (n,), device=sigmas.device, generator=generator)]
+    if levels == "log_uniform":
+        low, high = sigmas.min().log(), sigmas.max().log()
+        return (low + (high - low) * torch.rand(n, device=sigmas.device, generator=generator)).exp()
+    raise ValueError(f"unknown training levels {levels!r}: expected one of {list(TRAINING_LEVELS)}")
 
 
 def step_sizes(sigmas: torch.Tensor, epsilon: float, rule: str = "sigma_squared") -> torch.Tensor:

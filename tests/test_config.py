@@ -89,6 +89,7 @@ def test_paper_configs_hold_the_paper_values():
     ({"resolution": 8, "npad": 8}, "resolution"),
     ({"schedule": "cosine"}, "schedule"),
     ({"loss_weighting": "snr"}, "loss_weighting"),
+    ({"training_levels": "continuous"}, "training_levels"),
     ({"step_rule": "cosine"}, "step_rule"),
     ({"denoise_last": "maybe"}, "denoise_last"),
     ({"fmult": 0.0}, "fmult"),

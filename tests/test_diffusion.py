@@ -8,10 +8,11 @@ reproduce the data's mean and covariance.
 import math
 
 import pytest
+import scipy.stats
 import torch
 
 from src.config import config_from_dict
-from src.diffusion import (annealed_langevin, edm_levels, flow_evaluations, probability_flow, score_matching_loss,
+from src.diffusion import (annealed_langevin, draw_levels, edm_levels, flow_evaluations, probability_flow, score_matching_loss,
                            sigma_schedule, step_sizes)
 from src.experiment import network_evaluations, sample
 from src.noise import build_noise_sampler
@@ -85,6 +86,32 @@ def test_loss_of_a_zero_score_is_the_weighted_noise_energy(weighting, expected):
                                generator=torch.Generator().manual_seed(3), weighting=weighting)
     # Levels are drawn per example: E[sigma] over 4000 draws has a standard error of 0.013.
     assert loss.item() == pytest.approx(expected, abs=0.05)
+
+
+def test_log_uniform_levels_cover_the_range_evenly_in_log():
+    """Training levels drawn log-uniformly lie in [sigma_L, sigma_1] and their logs are uniform
+    (Kolmogorov-Smirnov against the uniform law); discrete ones are exactly the schedule's."""
+    sigmas = torch.tensor([20.0, 1.0, 0.02])
+    drawn = draw_levels(sigmas, 20000, torch.Generator().manual_seed(0), "log_uniform")
+    assert 0.02 <= drawn.min() and drawn.max() <= 20.0
+    fractions = (drawn.log() - math.log(0.02)) / (math.log(20.0) - math.log(0.02))
+    assert scipy.stats.kstest(fractions.numpy(), "uniform").pvalue > 1e-3
+    assert len(set(drawn.tolist())) > 19000  # not the three levels
+    discrete = draw_levels(sigmas, 3000, torch.Generator().manual_seed(0), "discrete")
+    assert set(discrete.tolist()) == set(sigmas.tolist())
+    with pytest.raises(ValueError, match="uniform_in_sigma"):
+        draw_levels(sigmas, 3, None, "uniform_in_sigma")
+
+
+def test_log_uniform_loss_of_a_zero_score_is_the_mean_level():
+    """With F = 0 the original weighting's loss is E[sigma] E[z^2]: for log-uniform variances in
+    [a, b], E[sigma] = (b - a) / log(b / a)."""
+    sampler = build_noise_sampler(8, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
+    u = torch.randn(4000, 8, 8, 2)
+    loss = score_matching_loss(lambda x, sigma: torch.zeros_like(x), u, torch.tensor([2.0, 0.5, 0.1]), sampler,
+                               generator=torch.Generator().manual_seed(3), levels="log_uniform")
+    # The per-example level's standard deviation is 0.51: the mean of 4000 has a standard error of 0.008.
+    assert loss.item() == pytest.approx((2.0 - 0.1) / math.log(20.0), abs=0.04)
 
 
 def test_unknown_loss_weighting_is_named():
