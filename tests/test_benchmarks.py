@@ -57,10 +57,44 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
         last = json.loads((outdir / str(index) / "results.json").read_text().splitlines()[-1])
         assert f"{last['w_total']:.4f}" in rows[index]
         assert rows[index][-1] == f"{last['w_rough']:.4f}"
-        assert rows[index][2] == str((TINY["ntrain"] - N_VALID) // TINY["batch_size"])  # the steps of 1 epoch
+        assert rows[index][2:4] == ["langevin (config)", str(TINY["L"] * TINY["T"])]
+        assert rows[index][4] == str((TINY["ntrain"] - N_VALID) // TINY["batch_size"])  # the steps of 1 epoch
 
     again = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir))
     assert again.returncode == 2 and "already exist" in again.stderr
+
+
+def test_quickstart_variants_trains_each_seed_and_samples_each_run_every_way(tiny):
+    outdir = tiny / "seeded"
+    result = run_variants(tiny, "--epochs", "1", "--Ntest", "6", "--seeds", "0", "1", "--outdir", str(outdir),
+                          "--variant", "log levels", "training_levels=log_uniform",
+                          "--sampler", "heun 5", "sampler=heun", "sampler_steps=3", "sampler_rho=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout)
+    assert [row[:4] for row in rows] == [
+        ["tiny.json (reference)", "-", "langevin (config)", str(TINY["L"] * TINY["T"])],
+        ["tiny.json (reference)", "-", "heun 5", "5"],
+        ["log levels", "training_levels=log_uniform", "langevin (config)", str(TINY["L"] * TINY["T"])],
+        ["log levels", "training_levels=log_uniform", "heun 5", "5"]]
+    for index, levels in enumerate(("discrete", "log_uniform")):
+        w_total = []
+        for seed in (0, 1):
+            config = json.loads((outdir / f"{index}-seed{seed}" / "config.json").read_text())
+            assert (config["seed"], config["training_levels"], config["Ntest"]) == (seed, levels, 6)
+            last = json.loads((outdir / f"{index}-seed{seed}" / "results.json").read_text().splitlines()[-1])
+            w_total.append(last["w_total"])
+        # The config's row is the mean +- standard deviation of the seeds' last validation.
+        mean, spread = (float(part) for part in rows[2 * index][-2].split("+-"))
+        assert mean == pytest.approx(sum(w_total) / 2, abs=1e-4)
+        assert spread == pytest.approx(abs(w_total[0] - w_total[1]) / 2 ** 0.5, abs=1e-4)
+        assert "+-" in rows[2 * index + 1][-2] and rows[2 * index + 1][6] == "-"  # a sampler row has no loss
+
+
+def test_quickstart_variants_refuses_a_key_that_is_not_the_samplers(tiny):
+    outdir = tiny / "never-sampler"
+    result = run_variants(tiny, "--outdir", str(outdir), "--sampler", "bad", "lr=0.1")
+    assert result.returncode == 2 and "lr is not a sampler key" in result.stderr
+    assert not outdir.exists()
 
 
 @pytest.mark.parametrize("variant, culprit", [(["typo", "epoch=3"], "epoch"),
