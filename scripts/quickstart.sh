@@ -20,7 +20,7 @@ source scripts/setup_venv.sh
 
 export DATA_DIR="${DATA_DIR:-$REPO_DIR/data/synthetic_volcano}"
 export SAVEDIR="${SAVEDIR:-$REPO_DIR/results}"
-if [ -z "$(find "$DATA_DIR" -name '*.int' -print -quit 2>/dev/null)" ]; then
+if [ -z "$(find -L "$DATA_DIR" -name '*.int' -print -quit 2>/dev/null)" ]; then
   "$PYTHON" -m src.synthetic --outdir "$DATA_DIR"
 fi
 

@@ -184,3 +184,25 @@ def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_pa
     assert all("+-" in row[2] for row in rows[:-1])  # mean +- spread over the 2 seeds
     assert "for the loop" in result.stdout
     assert figure.stat().st_size > 0
+
+
+def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_weights(tiny):
+    """The GPU script's path on the CPU: training that would run for 10^4 epochs is stopped by
+    its SIGUSR1 after TRAIN_SECONDS, writes its checkpoint, and sampler_quality scores it."""
+    (tiny / "long.json").write_text(json.dumps(TINY | {"epochs": 10_000}))
+    run_dir = tiny / "gpu-script-run"
+    result = run_command(["bash", "benchmarks/sampler_quality_gpu.sh"], data_dir=tiny / "data", CFG=tiny / "long.json",
+                         TRAIN_SECONDS=20, N_SAMPLES=4, SEEDS="0 1", BUDGETS=5, RUN_DIR=run_dir, PYTHON=sys.executable)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SIGUSR1: stopped a" in result.stdout  # at epoch E, step S; or after epoch E
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["epochs"], config["Ntest"]) == (10_000, 4)
+    assert not (run_dir / "samples").exists() or not list((run_dir / "samples").glob("*.png"))  # no validation
+    rows = table_rows(result.stdout)
+    assert [row[0] for row in rows] == ["langevin (config)", "langevin", "euler", "euler churn 1000", "heun",
+                                        "heun churn 1000", "held-out data"]
+    assert (run_dir / "sampler_quality_gpu.png").stat().st_size > 0
+
+    again = run_command(["bash", "benchmarks/sampler_quality_gpu.sh"], data_dir=tiny / "data", RUN_DIR=run_dir,
+                        PYTHON=sys.executable)
+    assert again.returncode == 2 and "already exists" in again.stderr
