@@ -18,7 +18,8 @@ Modes:
 generate  Ntest samples at the training resolution with the checkpoint's EMA weights
           (Langevin dynamics with the score network; the generator applied to noise for GANO):
           samples.<ckpt>.pkl, stats.<ckpt>.pkl, metrics.<ckpt>.json; w_var, w_skew and
-          w_total against the experiment's gt_stats.pkl. With DATA_DIR set, also the
+          w_total (array data: w_mean, w_std, w_marginal, log_spectrum_rms, w_total; see
+          src/metrics.py) against the experiment's gt_stats.pkl. With DATA_DIR set, also the
           mean-image metrics and the data's mean function (for the mean image figure).
 superres  the same weights on a grid --factor times as fine: gt_stats_<f>x.pkl (from
           DATA_DIR at factor x the resolution), samples_<f>x.<ckpt>.pkl, stats_<f>x.<ckpt>.pkl,
@@ -49,11 +50,11 @@ from src.config import SAMPLER_KEYS, ConfigError, load_config, parse_key_value, 
 from src.data import FRAME_SIZE
 from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
                             find_sample_factors, format_metrics, gt_stats_name, load_model, metrics_name,
-                            read_pickle, read_stats, samples_name, samples_record, stats_name)
+                            read_pickle, read_stats, same_stats, samples_name, samples_record, stats_name)
 from src.distributed import default_device
 from src.experiment import build_noise, load_data, network_evaluations, sample
 from src.files import write_outputs
-from src.metrics import circular_stats, mean_image_metrics, wasserstein_metrics
+from src.metrics import function_stats, mean_image_metrics, wasserstein_metrics
 from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
                           plot_sample_pages, plot_stats_histograms)
 
@@ -126,8 +127,7 @@ def run_generate(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
     real = None
     if data_dir:
         real = load_data(args, data_dir)[0]
-        same = len(real) == len(real_stats["var"]) and np.allclose(circular_stats(real)["var"], real_stats["var"],
-                                                                    atol=1e-4)
+        same = same_stats(function_stats(real, args.metric_kind), real_stats)
         if not same:
             print(f"warning: the training data under DATA_DIR={data_dir} differs from the data of "
                   f"{exp_dir / GT_STATS}; the mean image compares against DATA_DIR")
@@ -150,11 +150,11 @@ def run_superres(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
     if not data_dir:
         raise EvaluationError("--mode=superres needs the environment variable DATA_DIR (the ground truth at "
                               f"{factor} x the resolution comes from the data)")
-    if factor * args.resize_to > FRAME_SIZE:
+    if args.metric_kind == "circular" and factor * args.resize_to > FRAME_SIZE:
         print(f"note: the ground truth at {factor * args.resize_to} px is interpolated from the "
               f"{FRAME_SIZE} px files, so it has no detail finer than theirs")
     real = load_data(args, data_dir, factor)[0]
-    real_stats = circular_stats(real)
+    real_stats = function_stats(real, args.metric_kind)
     samples, epoch = sample_checkpoint(cli, args, exp_dir, factor, device)
     metrics, stats = evaluate_samples(samples, real_stats, real)
     print(f"{len(samples)} samples against the training data at {factor} x the resolution "
@@ -166,7 +166,7 @@ def run_superres(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
     return [path.name for path in files]
 
 
-def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
+def run_plot(cli, args, exp_dir: Path, savedir: Path) -> list[str]:
     checkpoint = cli.outputs_of
     factors = find_sample_factors(savedir, checkpoint)
     if not factors:
@@ -179,9 +179,10 @@ def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
     for factor in factors:
         record = read_pickle(savedir / samples_name(checkpoint, factor), keys=("samples",))
         shape = np.shape(record["samples"])
-        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 2 or shape[0] == 0:
+        channels = args.function_channels
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != channels or shape[0] == 0:
             raise EvaluationError(f"{savedir / samples_name(checkpoint, factor)}: samples of shape {shape}, "
-                                  "expected (N, res, res, 2)")
+                                  f"expected (N, res, res, {channels})")
         gt_path = exp_dir / GT_STATS if factor == 1 else savedir / gt_stats_name(factor)
         stats = read_stats(savedir / stats_name(checkpoint, factor))
         inputs.append((factor, record, gt_path, read_stats(gt_path), stats))
@@ -193,15 +194,15 @@ def run_plot(cli, exp_dir: Path, savedir: Path) -> list[str]:
         print(f"{samples_name(checkpoint, factor)}: {len(samples)} samples of "
               f"{samples.shape[1]} x {samples.shape[2]} px")
         stem = figure_stem("samples", checkpoint, factor)
-        plot_sample_pages(samples, savedir, stem)
+        plot_sample_pages(samples, savedir, stem, kind=args.metric_kind)
         written.append(f"{stem}.{{{','.join(GRID_PRESETS)}}}.{{0..{GRID_PAGES - 1}}}.{extensions}")
 
         stem = figure_stem("mean_sample", checkpoint, factor)
         if record.get("data_mean") is not None:
             data_mean = torch.from_numpy(np.asarray(record["data_mean"]))[None]
             # No suptitle: it would sit over the panel titles; the metrics are printed instead.
-            plot_mean_images(data_mean, samples, figure_paths(savedir, stem))
-            print(format_metrics(mean_image_metrics(data_mean, samples)))
+            plot_mean_images(data_mean, samples, figure_paths(savedir, stem), kind=args.metric_kind)
+            print(format_metrics(mean_image_metrics(data_mean, samples, args.metric_kind)))
             written.append(f"{stem}.{extensions}")
         else:
             print(f"note: {samples_name(checkpoint, factor)} holds no data mean (DATA_DIR was not set when it "
@@ -224,7 +225,7 @@ def main(argv=None, method: str = "sbgm") -> int:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
         args = with_sampler(load_config(exp_dir / "config.json", method), dict(cli.sampler))
         if cli.mode == "plot":
-            written = run_plot(cli, exp_dir, savedir)
+            written = run_plot(cli, args, exp_dir, savedir)
         else:
             run = run_generate if cli.mode == "generate" else run_superres
             written = run(cli, args, exp_dir, savedir, os.environ.get("DATA_DIR"), default_device())

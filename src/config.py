@@ -24,6 +24,8 @@ from src.diffusion import LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES, TRAI
 from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
+DATA_FORMATS = (None, "volcano", "array")
+VOLCANO_CHANNELS = 2  # (cos, sin) of the phase
 LR_SCHEDULES = ("constant", "cosine")
 # The keys of how a diffusion operator samples, which eval.py --sampler may change for one evaluation.
 SAMPLER_KEYS = ("sampler", "sampler_steps", "sampler_rho", "sampler_churn", "L", "T", "epsilon", "step_rule",
@@ -53,6 +55,10 @@ class CommonArguments:
     npad: int = 8                           # ...then crop to resolution - npad; the network pads back by npad
     scale_factor: float = 1.0               # legacy: if < 1, resize to round(resolution * scale_factor) instead
     multilook: bool = False                 # downsample by averaging each pixel's footprint (InSAR multilooking); false = the original's bilinear sampling
+    data_format: Optional[str] = None       # 'volcano' (DATA_DIR a folder of .int files) or 'array' (a .npy / .pt file); null = from DATA_DIR, written to config.json
+    data_key: Optional[str] = None          # array: the tensor of a .pt file's dict; null = its only tensor
+    channels_last: Optional[bool] = None    # array: (N, H, W, C) if true, (N, C, H, W) if false; null = the layout whose grid is square
+    channels: Optional[int] = None          # channels of the functions and the networks (Volcano: 2); null = the data's, written to config.json
 
     # --- noise distribution (Gaussian random field)
     rbf_scale: float = 1.0                  # length scale l of noise_kernel (larger = smoother); not an RBF's: see noise_kernel
@@ -77,6 +83,16 @@ class CommonArguments:
     def data_resolution(self) -> int:
         """Side of the data the network sees, in pixels (after resizing and cropping)."""
         return self.resize_to - self.npad
+
+    @property
+    def function_channels(self) -> int:
+        """Channels of the functions: the data's, recorded at training; 2 (cos, sin) in runs from before the key."""
+        return self.channels if self.channels is not None else VOLCANO_CHANNELS
+
+    @property
+    def metric_kind(self) -> str:
+        """The metrics of the data (src/metrics.py): 'circular' for Volcano phases, 'field' for array data."""
+        return "field" if self.data_format == "array" else "circular"
 
     @property
     def resize_to(self) -> int:
@@ -155,6 +171,8 @@ def _check_values(args: CommonArguments) -> None:
     require(0.0 < args.scale_factor <= 1.0, "scale_factor", "must be in (0, 1]")
     require(args.resize_to > args.npad, "resolution",
             f"must be larger than npad = {args.npad} (data is cropped to resolution - npad)")
+    require(args.data_format in DATA_FORMATS, "data_format", f"must be one of {list(DATA_FORMATS)}")
+    require(args.channels is None or args.channels >= 1, "channels", "must be null or positive")
     require(0.0 < args.fmult <= 1.0, "fmult", "must be in (0, 1]")
     require(args.rbf_scale > 0, "rbf_scale", "must be positive")
     require(args.rbf_eps >= 0, "rbf_eps", "must be >= 0")

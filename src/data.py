@@ -1,4 +1,5 @@
-"""The Volcano InSAR dataset: the ``.int`` file format, loading, splitting, batching, flipping.
+"""The datasets: the Volcano InSAR ``.int`` files, array files of any functions, splitting,
+batching, flipping.
 
 The ``.int`` format (the real dataset's, defined here and nowhere else): one wrapped
 interferogram per file, raw little-endian float32 of shape (128, 128, 2) in C order, i.e.
@@ -7,7 +8,13 @@ interferogram per file, raw little-endian float32 of shape (128, 128, 2) in C or
 is used, stored as the unit vector (cos(phase), sin(phase)) so that the data are
 continuous across the -pi / pi wrap.
 
-All tensors are channels last: (N, res, res, 2) with channels (cos, sin).
+An array dataset is one ``.npy`` file, or one ``.pt`` file holding a tensor or a dict of them
+(as neuraloperator's Darcy and Navier-Stokes files do), of N real functions on a square grid:
+(N, H, H) for one channel, (N, C, H, H) or (N, H, H, C) for C. `load_functions` reads it.
+
+Both kinds are resized to ``resolution`` and cropped to their top-left ``resolution - npad``
+square by `resize_and_crop`, and come out channels last: (N, res, res, C), with C = 2,
+(cos, sin), for Volcano.
 """
 
 from __future__ import annotations
@@ -161,18 +168,171 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
         np.cos(phase, out=unit_vectors[index, 0])
         np.sin(phase, out=unit_vectors[index, 1])
 
-    unit_vectors = torch.from_numpy(unit_vectors)
-    if resolution != FRAME_SIZE:
+    unit_vectors = resize_and_crop(torch.from_numpy(unit_vectors), resolution, npad, antialias=multilook)
+    if multilook and resolution != FRAME_SIZE:
+        phase = torch.atan2(unit_vectors[..., 1], unit_vectors[..., 0])
+        unit_vectors = torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1)
+    return unit_vectors
+
+
+def resize_and_crop(x: torch.Tensor, resolution: int, npad: int, antialias: bool) -> torch.Tensor:
+    """Functions x (N, C, side, side), channels first, resized bilinearly to ``resolution`` and
+    cropped to the top-left ``resolution - npad`` square: (N, res, res, C), channels last.
+
+    ``antialias`` averages over each output pixel's footprint when downsampling; without it a
+    bilinear resize reads only the 2 x 2 input pixels nearest each output pixel.
+    """
+    if x.shape[-1] != resolution:
         # Skipped at the native size, where bilinear resizing is the identity.
-        unit_vectors = F.interpolate(
-            unit_vectors, size=(resolution, resolution), mode="bilinear", align_corners=False,
-            antialias=multilook,
-        )
-        if multilook:
-            phase = torch.atan2(unit_vectors[:, 1], unit_vectors[:, 0])
-            unit_vectors = torch.stack([torch.cos(phase), torch.sin(phase)], dim=1)
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=antialias)
     cropped = resolution - npad
-    return unit_vectors[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
+    return x[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
+
+
+ARRAY_SUFFIXES = (".npy", ".pt")
+
+
+def is_array_file(path: str | Path) -> bool:
+    """Whether ``path`` names an array dataset (`load_functions`) rather than a Volcano folder."""
+    return Path(path).suffix in ARRAY_SUFFIXES
+
+
+def read_array(path: str | Path, key: str | None = None) -> np.ndarray | torch.Tensor:
+    """The array of a ``.npy`` file, or the tensor of a ``.pt`` file (alone, or under ``key`` in
+    a dict; without ``key`` the dict's only tensor).
+
+    Raises
+    ------
+    ValueError
+        Naming the file: missing or unreadable, another suffix, a key that is not there or an
+        ambiguous dict (the message lists its tensors' keys), or no array inside.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"array dataset {path} is not a file")
+    try:
+        if path.suffix == ".npy":
+            # Memory-mapped: only the ntrain functions taken are read.
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if path.suffix == ".pt":
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise ValueError(f"expected a {' or '.join(ARRAY_SUFFIXES)} file")
+    except Exception as error:  # numpy and torch fail on a bad file in many ways
+        raise ValueError(f"cannot read the array dataset {path}: {str(error).splitlines()[0]}") from None
+    if isinstance(content, torch.Tensor):
+        return content
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a tensor or a dict of tensors")
+    tensors = sorted(name for name, value in content.items() if isinstance(value, torch.Tensor))
+    if key is None:
+        if len(tensors) != 1:
+            raise ValueError(f"{path} holds a dict of {len(tensors)} tensors ({', '.join(map(str, tensors)) or 'none'}): "
+                             "set the config key data_key to the one to train on")
+        key = tensors[0]
+    if key not in tensors:
+        raise ValueError(f"{path} has no tensor under data_key '{key}'; its tensors: {', '.join(map(str, tensors)) or 'none'}")
+    return content[key]
+
+
+def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | None) -> bool:
+    """Whether an array of ``shape`` (N, a, b, c) is channels first (N, C, H, H), from
+    ``channels_last`` or, when that is None, from the one layout whose grid is square (printed).
+
+    Raises
+    ------
+    ValueError
+        The grid of the layout asked for, or of both layouts, is not square; or both are square
+        (N, H, H, H): the message asks for ``channels_last``.
+    """
+    _, a, b, c = shape
+    if channels_last is not None:
+        height, width = (a, b) if channels_last else (b, c)
+        if height != width:
+            raise ValueError(f"{path}: shape {tuple(shape)} read channels-{'last' if channels_last else 'first'} "
+                             f"(channels_last: {str(channels_last).lower()}) is a {height} x {width} grid, "
+                             "not a square one")
+        return not channels_last
+    if a == b == c:
+        raise ValueError(f"{path}: shape {tuple(shape)} is square both ways: set the config key channels_last "
+                         "(true: (N, H, W, C), false: (N, C, H, W))")
+    if a != b and b != c:
+        raise ValueError(f"{path}: shape {tuple(shape)} has no square grid: neither (N, H, W, C) nor (N, C, H, W) "
+                         "with H = W")
+    first = b == c
+    print(f"{Path(path).name}: shape {tuple(shape)} read as channels-{'first' if first else 'last'}: "
+          f"{a if first else c} channel(s) on a {b} x {b} grid (set channels_last to choose)")
+    return first
+
+
+def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, channels_last: bool | None = None,
+                   key: str | None = None) -> torch.Tensor:
+    """Load the first ``ntrain`` functions of an array dataset (see the module docstring).
+
+    Each is resized bilinearly (antialiased when downsampling) from its square grid, of any
+    side, to ``resolution`` and cropped to its top-left ``resolution - npad`` square, as
+    `load_volcano` does.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npy`` file, or a ``.pt`` file of a tensor or a dict of tensors.
+    ntrain : int
+        Number of functions to load, >= 1; the file must hold at least this many.
+    resolution, npad : int
+        As for `load_volcano`.
+    channels_last : bool or None
+        Layout of a 4-D array: (N, H, W, C) if True, (N, C, H, W) if False, None = the layout
+        whose grid is square. A 3-D array (N, H, W) is one channel.
+    key : str or None
+        The tensor of a ``.pt`` dict; None = its only tensor.
+
+    Returns
+    -------
+    torch.Tensor, shape (ntrain, resolution - npad, resolution - npad, C), float32
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the culprit: unreadable, a missing or ambiguous key, a rank other
+        than 3 or 4, a non-square grid, an ambiguous layout, not real numbers, fewer than
+        ``ntrain`` functions, non-finite values (with the first function that has them).
+    """
+    if ntrain < 1:
+        raise ValueError(f"ntrain must be at least 1, got {ntrain}")
+    if npad < 0 or resolution <= npad:
+        raise ValueError(f"need 0 <= npad < resolution, got resolution={resolution}, npad={npad}")
+    array = read_array(path, key)
+    where = f"{path}" + (f" ['{key}']" if key is not None else "")
+    shape = tuple(array.shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
+    # Integers and floats of either library; not complex numbers, booleans or objects.
+    dtype = array.dtype if isinstance(array, np.ndarray) else torch.empty(0, dtype=array.dtype).numpy().dtype
+    if dtype.kind not in "iuf":
+        raise ValueError(f"{where} holds {array.dtype} values, not real numbers")
+    if len(shape) == 3:
+        if shape[1] != shape[2]:
+            raise ValueError(f"{where} has shape {shape}: a {shape[1]} x {shape[2]} grid, not a square one")
+        first = True
+        array = array[:, None]
+    else:
+        first = channels_first_layout(where, shape, channels_last)
+    if shape[0] < ntrain:
+        raise ValueError(f"ntrain={ntrain} but {where} holds only {shape[0]} functions")
+    # A copy, in float32: the memory map of a .npy file is read-only.
+    x = torch.from_numpy(np.array(array[:ntrain], dtype=np.float32)) if isinstance(array, np.ndarray) \
+        else array[:ntrain].to(torch.float32)
+    finite = torch.isfinite(x).flatten(1).all(dim=1)
+    if not finite.all():
+        bad = int((~finite).nonzero()[0])
+        raise ValueError(f"{where} holds non-finite (NaN or infinite) values, first in function {bad} "
+                         f"({int((~finite).sum())} of the first {ntrain} functions)")
+    if not first:
+        x = x.permute(0, 3, 1, 2)
+    side = x.shape[-1]
+    return resize_and_crop(x.contiguous(), resolution, npad, antialias=resolution < side)
 
 
 def validation_count(n_frames: int, val_size: float) -> int:

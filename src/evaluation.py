@@ -8,7 +8,9 @@ Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's fil
 ``postfix`` is ``""`` at the training resolution and ``"_{factor}x"`` for super-resolution)::
 
     samples{postfix}.{ckpt}.pkl   dict, see `samples_record`
-    stats{postfix}.{ckpt}.pkl     {'var': (N,), 'skew': (N,)} numpy, the format of gt_stats.pkl
+    stats{postfix}.{ckpt}.pkl     per-function statistics, the format of gt_stats.pkl: for Volcano
+                                  {'var': (N,), 'skew': (N,)} numpy, for array data
+                                  src.metrics.field_stats
     metrics{postfix}.{ckpt}.json  the metrics of those samples against the ground truth
     gt_stats_{factor}x.pkl        ground-truth statistics at factor x the training resolution
 
@@ -26,7 +28,7 @@ import torch
 from src.checkpoint import load_checkpoint, model_weights
 from src.config import CommonArguments, method_of
 from src.experiment import build_model
-from src.metrics import circular_stats, validation_metrics, wasserstein_metrics
+from src.metrics import STATS_KEYS, function_stats, kind_of, validation_metrics, wasserstein_metrics
 
 GT_STATS = "gt_stats.pkl"
 
@@ -125,13 +127,28 @@ def read_pickle(path: Path, keys: Sequence[str] = ()):
 
 
 def read_stats(path: Path) -> dict:
-    """Circular statistics {'var', 'skew'} (1-D float arrays) from a gt_stats / stats pickle."""
-    stats = read_pickle(path, keys=("var", "skew"))
-    stats = {key: np.asarray(stats[key], dtype=np.float64).ravel() for key in ("var", "skew")}
-    if len(stats["var"]) == 0 or len(stats["var"]) != len(stats["skew"]):
-        raise EvaluationError(f"{path}: 'var' and 'skew' must be non-empty and of equal length, got "
-                              f"{len(stats['var'])} and {len(stats['skew'])}")
+    """Per-function statistics from a gt_stats / stats pickle, float64 arrays: circular {'var',
+    'skew'} (N,), or field {'mean', 'std' (N, C), 'spectrum' (N, C, K), 'quantiles' (N, C, Q)}."""
+    stats = read_pickle(path)
+    try:
+        keys = STATS_KEYS[kind_of(stats)]
+    except ValueError as error:
+        raise EvaluationError(f"{path}: {error}") from None
+    stats = {key: np.asarray(stats[key], dtype=np.float64) for key in keys}
+    if "var" in stats:
+        stats = {key: values.ravel() for key, values in stats.items()}
+    lengths = [len(values) if values.ndim else 0 for values in stats.values()]
+    if lengths[0] == 0 or len(set(lengths)) != 1:
+        raise EvaluationError(f"{path}: {', '.join(repr(k) for k in keys)} must be non-empty and of equal length, got "
+                              f"{' and '.join(map(str, lengths))}")
     return stats
+
+
+def same_stats(a: dict, b: dict) -> bool:
+    """Whether two sets of statistics are those of the same functions (to float32 round-off)."""
+    return kind_of(a) == kind_of(b) and all(
+        np.shape(a[key]) == np.shape(b[key]) and np.allclose(a[key], b[key], rtol=1e-4, atol=1e-4)
+        for key in STATS_KEYS[kind_of(a)])
 
 
 # ---------------------------------------------------------------------------
@@ -159,12 +176,13 @@ def evaluate_samples(generated: torch.Tensor, real_stats: dict,
                      real: Optional[torch.Tensor] = None) -> tuple[dict, dict]:
     """Metrics of generated functions against the ground truth, and their statistics.
 
-    w_var, w_skew and w_total always; mean_image_l2, mean_image_phase_l2 and w_rough too when the real
-    functions (N, res, res, 2) are given.
+    The metrics of the kind of ``real_stats`` (src/metrics.py): always `wasserstein_metrics`
+    (w_var, w_skew and w_total for Volcano); the mean-image metrics (and w_rough for Volcano)
+    too when the real functions (N, res, res, C) are given.
     """
     if real is not None:
         return validation_metrics(real, real_stats, generated)
-    stats = circular_stats(generated)
+    stats = function_stats(generated, kind_of(real_stats))
     return wasserstein_metrics(real_stats, stats), stats
 
 
@@ -172,12 +190,13 @@ def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean:
                    checkpoint: str, epoch: int, factor: int, seed: int, n_requested: int) -> dict:
     """The content of a samples pickle.
 
-    ``samples`` (N, res, res, 2) float32 (cos, sin); ``var``, ``skew`` (N,) their circular
-    statistics; ``data_mean`` (res, res, 2) the mean training function at this resolution, or
+    ``samples`` (N, res, res, C) float32 ((cos, sin) for Volcano); their statistics under their
+    own keys (``var``, ``skew`` (N,) for Volcano; see `read_stats`); ``data_mean`` (res, res, C)
+    the mean training function at this resolution, or
     None when the data was not available; ``metrics``; and where they come from:
     ``checkpoint``, ``epoch``, ``factor``, ``resolution``, ``seed``, ``n_requested``.
     """
-    return {"samples": samples.float().numpy(), "var": stats["var"], "skew": stats["skew"],
+    return {"samples": samples.float().numpy(), **stats,
             "data_mean": None if data_mean is None else data_mean.float().numpy(), "metrics": metrics,
             "checkpoint": Path(checkpoint).name, "epoch": epoch, "factor": factor,
             "resolution": samples.shape[1], "seed": seed, "n_requested": n_requested}

@@ -9,11 +9,12 @@ operator; `GANOArguments`, the GANO baseline.
 
 import math
 import warnings
+from dataclasses import replace
 
 import torch
 
-from src.config import Arguments, CommonArguments, GANOArguments
-from src.data import keyed_generator, load_volcano, split_train_valid
+from src.config import Arguments, CommonArguments, ConfigError, GANOArguments
+from src.data import is_array_file, keyed_generator, load_functions, load_volcano, split_train_valid
 from src.diffusion import annealed_langevin, edm_levels, flow_evaluations, probability_flow, sigma_schedule
 from src.distributed import World
 from src.models_gano import Discriminator, Generator
@@ -23,27 +24,63 @@ from src.score_network import UNOScoreNetwork
 
 
 def load_data(args: CommonArguments, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training and validation functions (N, res, res, 2), res = factor * args.data_resolution.
+    """Training and validation functions (N, res, res, C), res = factor * args.data_resolution.
 
-    ``factor`` > 1 gives the ground truth for super-resolution: the interferograms resized
-    to factor x resolution and cropped by factor x npad, the same region at a finer grid.
+    ``data_dir`` is a folder of Volcano ``.int`` files, or an array file (``.npy``, ``.pt``) of
+    any functions. ``factor`` > 1 gives the ground truth for super-resolution: the functions
+    resized to factor x resolution and cropped by factor x npad, the same region at a finer grid.
+
+    Raises
+    ------
+    ConfigError
+        The data are not of the config's ``data_format`` or ``channels`` (a run trained on other data).
+    ValueError
+        Bad data (see `load_volcano`, `load_functions`).
     """
-    x = load_volcano(data_dir, ntrain=args.ntrain, resolution=factor * args.resize_to, npad=factor * args.npad,
-                     multilook=args.multilook)
+    data_format = data_format_of(data_dir)
+    if args.data_format not in (None, data_format):
+        raise ConfigError(f"config key 'data_format' = {args.data_format!r}, but DATA_DIR={data_dir} is "
+                          f"{DATA_FORMAT_DESCRIPTIONS[data_format]}")
+    resolution, npad = factor * args.resize_to, factor * args.npad
+    if data_format == "array":
+        x = load_functions(data_dir, args.ntrain, resolution, npad, channels_last=args.channels_last,
+                           key=args.data_key)
+    else:
+        x = load_volcano(data_dir, ntrain=args.ntrain, resolution=resolution, npad=npad, multilook=args.multilook)
+    if args.channels is not None and x.shape[-1] != args.channels:
+        raise ConfigError(f"config key 'channels' = {args.channels}, but the functions of DATA_DIR={data_dir} "
+                          f"have {x.shape[-1]}")
     return split_train_valid(x, args.val_size, seed=args.seed)
+
+
+DATA_FORMAT_DESCRIPTIONS = {"volcano": "a folder of .int files", "array": "an array file"}
+
+
+def data_format_of(data_dir: str) -> str:
+    """'array' for a .npy or .pt file, else 'volcano' (a folder of .int files)."""
+    return "array" if is_array_file(data_dir) else "volcano"
+
+
+def with_data(args: CommonArguments, data_dir: str, functions: torch.Tensor) -> CommonArguments:
+    """``args`` with ``data_format`` and ``channels`` of the data set, as training records them in
+    config.json: evaluation rebuilds the networks and picks the metrics from them alone."""
+    return replace(args, data_format=data_format_of(data_dir), channels=functions.shape[-1])
 
 
 def build_model(args: CommonArguments) -> UNOScoreNetwork | Generator:
     """The network that samples: the score network, or GANO's generator."""
     if isinstance(args, GANOArguments):
-        return Generator(args.data_resolution, args.npad, args.d_co_domain, args.fmult)
+        # tanh keeps (cos, sin) in [-1, 1]; array data may take any value.
+        return Generator(args.data_resolution, args.npad, args.d_co_domain, args.fmult,
+                         channels=args.function_channels, bounded=args.metric_kind == "circular")
     return UNOScoreNetwork(res=args.data_resolution, npad=args.npad, d_co_domain=args.d_co_domain,
                            mult_dims=list(args.mult_dims), fmult=args.fmult, factorization=args.factorization,
-                           rank=args.rank, groups=args.groups, num_freqs_input=args.num_freqs_input)
+                           rank=args.rank, groups=args.groups, num_freqs_input=args.num_freqs_input,
+                           channels=args.function_channels)
 
 
 def build_discriminator(args: GANOArguments) -> Discriminator:
-    return Discriminator(args.data_resolution, args.npad, args.d_co_domain, args.fmult)
+    return Discriminator(args.data_resolution, args.npad, args.d_co_domain, args.fmult, channels=args.function_channels)
 
 
 def build_noise(args: CommonArguments, res: int, device):
@@ -51,7 +88,7 @@ def build_noise(args: CommonArguments, res: int, device):
     the same field on a finer grid)."""
     return build_noise_sampler(res, white_noise=args.white_noise, rbf_scale=args.rbf_scale, rbf_eps=args.rbf_eps,
                                kernel=args.noise_kernel, method=args.noise_method, device=device,
-                               grf_alpha=args.grf_alpha, grf_tau=args.grf_tau)
+                               grf_alpha=args.grf_alpha, grf_tau=args.grf_tau, channels=args.function_channels)
 
 
 def build_sigmas(args: Arguments, device) -> torch.Tensor:
@@ -92,7 +129,7 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
 
     Returns
     -------
-    (n_finite, res, res, 2) on the CPU, res = noise_sampler.res.
+    (n_finite, res, res, C) on the CPU, res = noise_sampler.res.
     """
     model.eval()
     if isinstance(args, GANOArguments):

@@ -3,7 +3,7 @@
 
 Shape of the U, with ``s = res + npad`` the padded side and ``d = d_co_domain``::
 
-    lift (pointwise: 2 + 2 grid channels -> d, GELU), pad by npad
+    lift (pointwise: C + 2 grid channels -> d, GELU), pad by npad
     down: s -> 3s/4 -> s/2 -> s/4 -> s/8          widths 1.5d, 3d, 6d, 12d
     up:   s/8 -> s/4 -> s/2 -> 3s/4 -> s          widths 6d, 3d, 1.5d, d, each concatenating the
                                                   matching down block's output
@@ -12,8 +12,9 @@ Shape of the U, with ``s = res + npad`` the padded side and ``d = d_co_domain``:
 
 Each block is a spectral convolution and a 1x1 convolution at the block's output size, then
 GELU, keeping the frequencies below ``int(fmult x the smaller of its input and output sides)``
-on each axis (GANO's 24, 16, 8, 4 at s = 128 for fmult 1/4). The generator maps a noise function (2 channels)
-to a function with tanh, so values lie in [-1, 1] as (cos, sin) do. The discriminator is the
+on each axis (GANO's 24, 16, 8, 4 at s = 128 for fmult 1/4). The generator maps a noise function
+of C channels (the data's: 2 for Volcano) to a function of C channels, through tanh for Volcano,
+so values lie in [-1, 1] as (cos, sin) do, and unbounded for array data. The discriminator is the
 functional ``D(f) = mean over the grid of k(x) h(x)``, ``h`` the U's one output channel and
 ``k`` a small MLP of the coordinates: an integral over the domain, so its value does not
 depend on the resolution.
@@ -35,9 +36,10 @@ KERNEL_WIDTH = 16  # hidden width of the discriminator's k(x)
 
 
 class GANOOperator(UShape):
-    """GANO's U-shaped operator: (batch, res, res, 2) -> (batch, res, res, out_channels)."""
+    """GANO's U-shaped operator: (batch, res, res, in_channels) -> (batch, res, res, out_channels)."""
 
-    def __init__(self, res: int, npad: int, out_channels: int, d_co_domain: int = 32, fmult: float = 0.25):
+    def __init__(self, res: int, npad: int, in_channels: int, out_channels: int, d_co_domain: int = 32,
+                 fmult: float = 0.25):
         super().__init__(res, npad)
         padded = res + npad
         d = d_co_domain
@@ -48,7 +50,7 @@ class GANOOperator(UShape):
             # counts the positive and negative ones of an axis together, hence 2 x.
             return 2 * max(1, int(round(padded * min(in_scale, out_scale)) * fmult))
 
-        self.lift = nn.Sequential(nn.Conv2d(2 + 2, d, kernel_size=1), nn.GELU())
+        self.lift = nn.Sequential(nn.Conv2d(in_channels + 2, d, kernel_size=1), nn.GELU())
         self.make_blocks(d, down_widths=widths, up_widths=[widths[2], widths[1], widths[0], d],
                          down_scales=DOWN_SCALES, up_scales=UP_SCALES, n_modes=n_modes, channel_mlp=False)
         self.project = nn.Sequential(nn.Conv2d(2 * d, 4 * d, kernel_size=1), nn.GELU(),
@@ -64,20 +66,23 @@ class GANOOperator(UShape):
 
 
 class Generator(GANOOperator):
-    """G: noise function z (batch, res, res, 2) -> function (batch, res, res, 2) in [-1, 1]."""
+    """G: noise function z (batch, res, res, C) -> function (batch, res, res, C), in [-1, 1] if ``bounded``."""
 
-    def __init__(self, res: int, npad: int, d_co_domain: int = 32, fmult: float = 0.25):
-        super().__init__(res, npad, 2, d_co_domain, fmult)
+    def __init__(self, res: int, npad: int, d_co_domain: int = 32, fmult: float = 0.25, channels: int = 2,
+                 bounded: bool = True):
+        super().__init__(res, npad, channels, channels, d_co_domain, fmult)
+        self.bounded = bounded
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(super().forward(z))
+        u = super().forward(z)
+        return torch.tanh(u) if self.bounded else u
 
 
 class Discriminator(GANOOperator):
-    """D: function (batch, res, res, 2) -> (batch,), ``mean_x k(x) h(x)``."""
+    """D: function (batch, res, res, C) -> (batch,), ``mean_x k(x) h(x)``."""
 
-    def __init__(self, res: int, npad: int, d_co_domain: int = 32, fmult: float = 0.25):
-        super().__init__(res, npad, 1, d_co_domain, fmult)
+    def __init__(self, res: int, npad: int, d_co_domain: int = 32, fmult: float = 0.25, channels: int = 2):
+        super().__init__(res, npad, channels, 1, d_co_domain, fmult)
         self.kernel = nn.Sequential(nn.Linear(2, KERNEL_WIDTH), nn.GELU(), nn.Linear(KERNEL_WIDTH, KERNEL_WIDTH),
                                     nn.GELU(), nn.Linear(KERNEL_WIDTH, 1, bias=False))
 

@@ -3,7 +3,8 @@
 The model (Lim et al. 2023, "Score-based diffusion models in function space") perturbs
 functions with Gaussian noise whose covariance is a stationary, isotropic kernel on the
 unit square.  A batch of functions has layout ``(n, res, res, 2)``, channels last; the
-two channels (cos and sin of an InSAR phase) are independent draws.  For the isotropic
+two channels (cos and sin of an InSAR phase) are independent draws (``ChannelNoise`` makes
+any other number of them, for array data).  For the isotropic
 kernels grid point ``(i, j)``, ``i, j = 0 .. res-1``, sits at ``(i / res, j / res)``; for
 ``"gano"`` at the cell centre ``((i + 1/2) / res, (j + 1/2) / res)``.  Covariance
 matrices over the grid use the row-major flat index ``i * res + j``.
@@ -60,7 +61,7 @@ import torch
 
 __all__ = ["KERNELS", "NOISE_KERNELS", "NOISE_METHODS", "CholeskyGRF", "CirculantEmbeddingFallbackWarning",
            "FFTGRF", "IndependentGaussian", "IsotropicKernel", "NeumannGRF", "NoiseSampler", "NoiseTooLargeError",
-           "build_noise_sampler", "circulant_embedding_eigenvalues", "compact_embedding_size",
+           "ChannelNoise", "build_noise_sampler", "circulant_embedding_eigenvalues", "compact_embedding_size",
            "embedding_covariance_error", "minimal_embedding_size", "neumann_cosine_basis"]
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]  # distance (any shape) -> covariance (same shape)
@@ -614,11 +615,36 @@ class NeumannGRF(NoiseSampler):
                 f"device={self.device})")
 
 
+class ChannelNoise(NoiseSampler):
+    """Draws of ``sampler`` with ``channels`` independent channels instead of its 2: each function
+    takes ``ceil(channels / 2)`` of its draws, side by side, and keeps the first ``channels``.
+    At 2 channels it draws exactly what ``sampler`` does."""
+
+    def __init__(self, sampler: NoiseSampler, channels: int) -> None:
+        _check_at_least("channels", channels, 1)
+        self.sampler, self.channels = sampler, channels
+        self.res, self.device = sampler.res, sampler.device
+        self._draws_per_function = -(-channels // 2)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        draws = self.sampler.sample(n * self._draws_per_function, generator)
+        draws = draws.reshape(n, self._draws_per_function, self.res, self.res, 2).permute(0, 2, 3, 1, 4)
+        return draws.reshape(n, self.res, self.res, 2 * self._draws_per_function)[..., :self.channels].contiguous()
+
+    def covariance_block(self, k: int) -> torch.Tensor | None:
+        return self.sampler.covariance_block(k)
+
+    def __repr__(self) -> str:
+        return f"ChannelNoise({self.sampler!r}, channels={self.channels})"
+
+
 def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: float,
                         kernel: str = "exponential", method: str = "fft",
                         device: torch.device | str = "cpu", max_dense_bytes: float = 2**30,
-                        grf_alpha: float = 1.5, grf_tau: float = 1.0) -> NoiseSampler:
-    """The noise sampler of a training or evaluation configuration.
+                        grf_alpha: float = 1.5, grf_tau: float = 1.0, channels: int = 2) -> NoiseSampler:
+    """The noise sampler of a training or evaluation configuration, of ``channels`` channels
+    (`ChannelNoise` around the 2-channel samplers below unless 2).
+
 
     ``white_noise`` gives ``IndependentGaussian`` (``kernel`` and ``method`` are still
     validated).  Else kernel ``"gano"`` with ``method`` ``"fft"`` gives ``NeumannGRF(res,
@@ -636,14 +662,15 @@ def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: 
     if method not in NOISE_METHODS:
         raise ValueError(f"unknown noise method {method!r}; valid methods: {list(NOISE_METHODS)}")
     if white_noise:
-        return IndependentGaussian(res, device)
-    if kernel == GANO_KERNEL:
+        sampler = IndependentGaussian(res, device)
+    elif kernel == GANO_KERNEL:
         if method == "cholesky":
             raise ValueError(f"the {GANO_KERNEL!r} noise kernel is drawn exactly by its DCT and has no Cholesky "
                              "reference (its covariance is singular: the mean mode is removed); "
                              "use noise_method 'fft'")
-        return NeumannGRF(res, grf_alpha, grf_tau, rbf_eps, device)
-    covariance_function = IsotropicKernel(kernel, rbf_scale)
-    if method == "fft":
-        return FFTGRF(res, covariance_function, rbf_eps, device, max_fallback_bytes=max_dense_bytes)
-    return CholeskyGRF(res, covariance_function, rbf_eps, device)
+        sampler = NeumannGRF(res, grf_alpha, grf_tau, rbf_eps, device)
+    elif method == "fft":
+        sampler = FFTGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device, max_fallback_bytes=max_dense_bytes)
+    else:
+        sampler = CholeskyGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device)
+    return sampler if channels == 2 else ChannelNoise(sampler, channels)

@@ -4,8 +4,9 @@ statistics histograms, and the overview a training run draws before it starts.
 Each function writes one figure to each path it is given (``.png``, and ``.pdf`` where the
 original wrote one: see `figure_paths`), atomically (a temporary file, then a rename), and
 keeps no pyplot state around. Phases are drawn with the cyclic ``twilight`` colour map over
-[-pi, pi], so that a wrap is no edge. Functions are ``(N, res, res, 2)`` tensors of
-(cos, sin) of the phase, channels last.
+[-pi, pi], so that a wrap is no edge. Functions are ``(N, res, res, C)`` tensors, channels
+last: (cos, sin) of the phase for Volcano (metric kind 'circular'), any real fields for array
+data ('field'), of which `plot_functions` draws channel 0 in one colour scale.
 """
 
 import math
@@ -22,7 +23,7 @@ from PIL import Image  # noqa: E402
 
 from src.diffusion import expand_like  # noqa: E402
 from src.files import atomic_paths  # noqa: E402
-from src.metrics import to_phase  # noqa: E402
+from src.metrics import kind_of, to_phase  # noqa: E402
 
 PHASE_STYLE = dict(cmap="twilight", vmin=-np.pi, vmax=np.pi)
 FIGURE_FORMATS = ("png", "pdf")
@@ -75,6 +76,20 @@ def plot_phase_grid(u: torch.Tensor, paths, ncols: int, titles: Optional[Sequenc
     plot_fields(to_phase(u.detach().float().cpu()).numpy(), paths, ncols, titles, suptitle, **PHASE_STYLE)
 
 
+def plot_functions(u: torch.Tensor, paths, ncols: int, kind: str, titles: Optional[Sequence[str]] = None,
+                   suptitle: Optional[str] = None) -> None:
+    """Functions u (N, H, W, C) in a grid: phase maps for the 'circular' kind, else channel 0 with
+    one colour scale for all (its 0.5 to 99.5 percentiles), so that the panels compare."""
+    if kind == "circular":
+        plot_phase_grid(u, paths, ncols, titles, suptitle)
+        return
+    fields = u[..., 0].detach().float().cpu().numpy()
+    low, high = np.percentile(fields, [0.5, 99.5]) if fields.size else (0.0, 1.0)
+    channel = "channel 0" if u.shape[-1] > 1 else ""
+    plot_fields(fields, paths, ncols, titles, " ".join(filter(None, [suptitle, f"({channel})" if channel else ""])),
+                cmap="viridis", vmin=low, vmax=high if high > low else low + 1.0)
+
+
 def plot_noise(noise: torch.Tensor, paths, title: str = "noise samples (channel 0)") -> None:
     """Raw values of the first channel of noise draws (N, H, W, 2), one per column."""
     plot_fields(noise[..., 0].cpu().numpy(), paths, ncols=len(noise), suptitle=title, colorbar=True, cmap="RdBu_r")
@@ -88,24 +103,41 @@ def plot_matrix(matrix: torch.Tensor, paths, title: str) -> None:
     _save(fig, paths)
 
 
-def plot_mean_images(real: torch.Tensor, generated: torch.Tensor, paths, title: Optional[str] = None) -> None:
-    """Phase of the mean real function beside that of the mean generated one."""
+def plot_mean_images(real: torch.Tensor, generated: torch.Tensor, paths, title: Optional[str] = None,
+                     kind: str = "circular") -> None:
+    """The mean real function beside the mean generated one (`plot_functions`)."""
     means = torch.stack([real.float().mean(0), generated.float().mean(0)])
-    plot_phase_grid(means, paths, ncols=2, titles=["data mean", "generated mean"], suptitle=title)
+    plot_functions(means, paths, ncols=2, kind=kind, titles=["data mean", "generated mean"], suptitle=title)
 
 
 def plot_stats_histograms(real_stats: dict, generated_stats: dict, metrics: dict, paths,
                           figsize=(10, 4), label: str = "model") -> None:
-    """Histograms of circular variance and skewness, ground truth against the model, with the
-    Wasserstein distances ``metrics['w_var']``, ``metrics['w_skew']`` in the titles."""
-    fig, axes = plt.subplots(1, 2, figsize=tuple(figsize))
-    for ax, key, name, distance in ((axes[0], "var", "circular variance", metrics["w_var"]),
-                                    (axes[1], "skew", "circular skewness", metrics["w_skew"])):
-        values = np.concatenate([real_stats[key], generated_stats[key]])
-        bins = np.linspace(np.nanpercentile(values, 0.5), np.nanpercentile(values, 99.5), 40)
-        ax.hist(real_stats[key], bins=bins, density=True, histtype="step", linewidth=2, label="ground truth")
-        ax.hist(generated_stats[key], bins=bins, density=True, histtype="step", linewidth=2, label=label)
-        ax.set_title(f"{name}: W = {distance:.4f}")
+    """The per-function statistics, ground truth against the model, with their distances in the
+    titles: histograms of circular variance and skewness (``w_var``, ``w_skew``); for the field
+    kind, histograms of channel 0's mean, standard deviation and pixel values (``w_mean``,
+    ``w_std``, ``w_marginal``, all channels') and the mean radial spectra (``log_spectrum_rms``)."""
+    if kind_of(real_stats) == "circular":
+        panels = [("var", "circular variance", "w_var"), ("skew", "circular skewness", "w_skew")]
+    else:
+        panels = [("mean", "spatial mean", "w_mean"), ("std", "standard deviation", "w_std"),
+                  ("quantiles", "pixel values", "w_marginal"), ("spectrum", "power spectrum", "log_spectrum_rms")]
+    width, height = figsize
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels) / 2, height), squeeze=False)
+    for ax, (key, name, metric) in zip(axes[0], panels):
+        if key == "spectrum":
+            for stats, legend in ((real_stats, "ground truth"), (generated_stats, label)):
+                spectrum = np.asarray(stats[key])[:, 0].mean(0)
+                ax.loglog(np.arange(1, len(spectrum)), spectrum[1:], linewidth=2, label=legend)
+            ax.set_xlabel("|k|")
+        else:
+            real, generated = (np.asarray(stats[key]) for stats in (real_stats, generated_stats))
+            if real.ndim > 1:  # field statistics: channel 0's
+                real, generated = real[:, 0].ravel(), generated[:, 0].ravel()
+            values = np.concatenate([real, generated])
+            bins = np.linspace(np.nanpercentile(values, 0.5), np.nanpercentile(values, 99.5), 40)
+            ax.hist(real, bins=bins, density=True, histtype="step", linewidth=2, label="ground truth")
+            ax.hist(generated, bins=bins, density=True, histtype="step", linewidth=2, label=label)
+        ax.set_title(f"{name}: {'W' if metric.startswith('w_') else 'RMS log'} = {metrics[metric]:.4f}")
         ax.legend()
     _save(fig, paths)
 
@@ -119,19 +151,20 @@ def page_indices(n: int, per_page: int, page: int) -> list[int]:
     return [(start + i) % n for i in range(min(per_page, n))]
 
 
-def plot_sample_pages(samples: torch.Tensor, directory: Path, stem: str, pages: int = GRID_PAGES) -> list[Path]:
-    """Phase grids ``{stem}.{preset}.{page}.{png,pdf}`` for every preset of `GRID_PRESETS`."""
+def plot_sample_pages(samples: torch.Tensor, directory: Path, stem: str, pages: int = GRID_PAGES,
+                      kind: str = "circular") -> list[Path]:
+    """Grids ``{stem}.{preset}.{page}.{png,pdf}`` (`plot_functions`) for every preset of `GRID_PRESETS`."""
     written = []
     for preset, (rows, cols) in GRID_PRESETS.items():
         for page in range(pages):
             paths = figure_paths(directory, f"{stem}.{preset}.{page}")
-            plot_phase_grid(samples[page_indices(len(samples), rows * cols, page)], paths, ncols=cols)
+            plot_functions(samples[page_indices(len(samples), rows * cols, page)], paths, ncols=cols, kind=kind)
             written += paths
     return written
 
 
 def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas: torch.Tensor | None, n_mean: int,
-                      seed: int, shown: int = 16) -> None:
+                      seed: int, shown: int = 16, kind: str = "circular") -> None:
     """What a training run draws before it starts: the noise, the data perturbed by it at the
     noise levels ``sigmas`` (None for GANO, which has none), mean images.
 
@@ -153,12 +186,12 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
         levels = torch.linspace(0, len(sigmas) - 1, 8).round().long()
         u = train[:1].to(sigmas.device)
         noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels), generator)
-        plot_phase_grid(noised, savedir / "u_noised.png", ncols=len(levels),
-                        titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
-        plot_phase_grid(noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4,
-                        suptitle="Langevin initial states (phase)")
+        plot_functions(noised, savedir / "u_noised.png", ncols=len(levels), kind=kind,
+                       titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
+        plot_functions(noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4, kind=kind,
+                       suptitle="Langevin initial states" + (" (phase)" if kind == "circular" else ""))
     # Mean images of random subsets of n_mean training functions: how much a mean varies by chance.
     cpu_generator = torch.Generator().manual_seed(seed)
     subsets = [train[torch.randperm(len(train), generator=cpu_generator)[:n_mean]].mean(0) for _ in range(8)]
-    plot_phase_grid(torch.stack(subsets), savedir / "mean_subsamples.png", ncols=4,
-                    suptitle=f"means of random subsets of {min(n_mean, len(train))} training functions")
+    plot_functions(torch.stack(subsets), savedir / "mean_subsamples.png", ncols=4, kind=kind,
+                   suptitle=f"means of random subsets of {min(n_mean, len(train))} training functions")

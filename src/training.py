@@ -42,13 +42,12 @@ from src.checkpoint import load_checkpoint, save_checkpoint
 from src.config import CommonArguments, ConfigError, load_config
 from src.data import epoch_batches, flip, keyed_generator, steps_per_epoch
 from src.distributed import DistributedError, Shard, World, world_from_environment
-from src.experiment import load_data, network_evaluations, sample
+from src.experiment import load_data, network_evaluations, sample, with_data
 from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
-from src.metrics import circular_stats, validation_metrics
-from src.plotting import figure_paths, plot_mean_images, plot_phase_grid, plot_run_overview
+from src.metrics import checkpoint_metrics, function_stats, validation_metrics
+from src.plotting import figure_paths, plot_functions, plot_mean_images, plot_run_overview
 from src.progress import progress_bar
 
-METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
 SAMPLES_SHOWN = 16
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
@@ -163,10 +162,10 @@ def validate(trainer: Trainer, args, train, gt_stats, savedir: Path, epoch: int,
     metrics, stats = validation_metrics(train, gt_stats, samples)
     if not world.is_main:
         return metrics, samples, stats
-    plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)),
-                    ncols=4, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
+    plot_functions(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", str(epoch)), ncols=4,
+                   kind=args.metric_kind, suptitle=f"epoch {epoch}: w_total={metrics['w_total']:.4f}")
     plot_mean_images(train, samples, savedir / "samples" / f"mean_sample_{epoch}.png",
-                     title=f"epoch {epoch}: mean_image_l2={metrics['mean_image_l2']:.4f}")
+                     title=f"epoch {epoch}: mean_image_l2={metrics['mean_image_l2']:.4f}", kind=args.metric_kind)
     return metrics, samples, stats
 
 
@@ -222,6 +221,8 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
     device = world.device
     torch.manual_seed(args.seed)  # the initial weights, the same on every rank
     train, valid = load_data(args, data_dir)
+    # The data's format and channels, recorded in config.json: they shape the networks and the metrics.
+    args = with_data(args, data_dir, train)
     trainer = trainer_class(args, valid, world)
     batches_per_epoch = steps_per_epoch(len(train), args.batch_size)
     batch_size = min(args.batch_size, len(train))
@@ -233,7 +234,8 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
 
     # Resume before writing anything, so a checkpoint that does not fit this config stops the
     # run with the directory untouched.
-    best, epoch, step, losses = {name: float("inf") for name in METRICS}, 0, 0, {}
+    metric_names = checkpoint_metrics(args.metric_kind)
+    best, epoch, step, losses = {name: float("inf") for name in metric_names}, 0, 0, {}
     checkpoint_path = savedir / "model.pt"
     if checkpoint_path.exists():
         state = resume(checkpoint_path, trainer, device)
@@ -242,13 +244,14 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
         epoch, step = state.get("epoch", state["last_epoch"] + 1), state.get("step", 0)
         losses = epoch_losses_of(state, device)
         print(f"Resuming from {checkpoint_path} at epoch {epoch + 1}" + (f", step {step + 1}" if step else ""))
-    gt_stats = circular_stats(train)
+    gt_stats = function_stats(train, args.metric_kind)
     if world.is_main:
         savedir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(savedir)
         results_up_to(savedir / "results.json", epoch)
         write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
-        plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed)
+        plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed,
+                          kind=args.metric_kind)
 
     def checkpoint(path: Path, epoch: int, step: int, losses: dict) -> None:
         if world.is_main:
@@ -298,13 +301,14 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
             metrics, samples, stats = validate(trainer, args, train, gt_stats, savedir, epoch + 1, world)
             if metrics is not None:
                 line.update(metrics, network_evaluations=network_evaluations(args))
-                for name in METRICS:
+                for name in metric_names:
                     if metrics[name] < best[name]:
                         best[name] = metrics[name]
                         checkpoint(savedir / f"model.{name}.pt", epoch + 1, 0, {})
                         if world.is_main:
-                            plot_phase_grid(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
-                                            ncols=4, suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
+                            plot_functions(samples[:SAMPLES_SHOWN], figure_paths(savedir / "samples", f"best_{name}"),
+                                           ncols=4, kind=args.metric_kind,
+                                           suptitle=f"best {name} = {metrics[name]:.4f} (epoch {epoch + 1})")
                             write_outputs({savedir / "samples" / f"best_{name}.pkl":
                                            {"samples": samples.numpy(), **stats, "epoch": epoch + 1, **metrics}})
         line["time"] = time.time() - started
@@ -348,7 +352,8 @@ def main(trainer_class, argv=None, description=None) -> int:
         data_dir = os.environ.get("DATA_DIR")
         if not data_dir:
             raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
-                              "files (python -m src.synthetic --outdir DIR makes a synthetic one)")
+                              "files (python -m src.synthetic --outdir DIR makes a synthetic one) or at an "
+                              "array file of functions (.npy, .pt)")
         with StopRequest() as stop:
             world.start()
             stopped = run(trainer_class, args, savedir, data_dir, stop, world)
