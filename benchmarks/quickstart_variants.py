@@ -2,7 +2,7 @@
 
     DATA_DIR=... python benchmarks/quickstart_variants.py [--cfg exps/json/quickstart.json] [--epochs N]
         [--Ntest N] [--seeds S [S ...]] [--outdir DIR] [--variant NAME KEY=VALUE [KEY=VALUE ...]] ...
-        [--sampler NAME KEY=VALUE [KEY=VALUE ...]] ...
+        [--no_variants] [--sampler NAME KEY=VALUE [KEY=VALUE ...]] ...
 
 The first row is the config as shipped (--cfg, default exps/json/quickstart.json): the
 reference. Each --variant adds a row: the same config with these keys changed (type-checked as
@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--outdir", default=None, help="keep the run directories here (default: a temporary one)")
     parser.add_argument("--variant", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"),
                         help="a row: its name, then the config keys it changes")
+    parser.add_argument("--no_variants", action="store_true", help="the reference only (no default variants)")
     parser.add_argument("--sampler", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
                         help="under every variant, a row sampling its weights with these sampler keys changed")
     cli = parser.parse_args()
@@ -109,8 +110,8 @@ def main() -> None:
         reference = load_config(cli.cfg)
     except ConfigError as error:
         parser.error(str(error))
-    rows = [(f"{Path(cli.cfg).name} (reference)", {})] + named_changes(parser, cli.variant or DEFAULT_VARIANTS,
-                                                                          "--variant")
+    variants = [] if cli.no_variants else cli.variant or DEFAULT_VARIANTS
+    rows = [(f"{Path(cli.cfg).name} (reference)", {})] + named_changes(parser, variants, "--variant")
     samplers = named_changes(parser, cli.sampler, "--sampler")
     configs = []
     for name, changes in rows:

@@ -90,6 +90,13 @@ def test_quickstart_variants_trains_each_seed_and_samples_each_run_every_way(tin
         assert "+-" in rows[2 * index + 1][-2] and rows[2 * index + 1][6] == "-"  # a sampler row has no loss
 
 
+def test_quickstart_variants_without_variants_trains_the_reference_alone(tiny):
+    result = run_variants(tiny, "--epochs", "1", "--no_variants", "--outdir", str(tiny / "alone"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [row[0] for row in table_rows(result.stdout)] == ["tiny.json (reference)"]
+    assert [d.name for d in (tiny / "alone").iterdir()] == ["0"]
+
+
 def test_quickstart_variants_refuses_a_key_that_is_not_the_samplers(tiny):
     outdir = tiny / "never-sampler"
     result = run_variants(tiny, "--outdir", str(outdir), "--sampler", "bad", "lr=0.1")
