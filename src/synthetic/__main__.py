@@ -1,9 +1,14 @@
-"""Command line of the synthetic Volcano data: the files, a preview figure, or both.
+"""Command line of the synthetic data: the files, a preview figure, or both.
 
 From the repository root::
 
     python -m src.synthetic --outdir DIR [--n 4096] [--seed 0] [--overwrite]
     python -m src.synthetic --preview assets/synthetic_samples.png [--seed 0]
+    python -m src.synthetic --kind grf --outdir DIR [--n 4096] [--seed 0] [--resolution 64] [--channels 1]
+
+``--kind volcano`` (the default) is the synthetic Volcano interferograms; ``--kind grf`` the
+dataset of known law of `src.synthetic.grf`, written as ``DIR/grf.npy`` and ``DIR/grf.json``
+(train on it with ``DATA_DIR=DIR/grf.npy``; ``--preview`` draws its first 16 functions).
 
 ``--outdir`` writes ``DIR/synthetic_00000.int`` ... (see `src.synthetic.write_dataset`) and
 prints a one-line summary. It refuses (exit status 1, naming the file) to replace existing
@@ -27,9 +32,21 @@ import torch
 
 from src.data import FILE_BYTES
 from src.synthetic import generate_interferograms, write_dataset
+from src.synthetic.grf import GRFLaw, dataset_paths, write_grf_dataset
 
+KINDS = ("volcano", "grf")
 PREVIEW_FRAMES = 16
 PREVIEW_COLUMNS = 4
+
+
+def write_grf_preview(path: Path, seed: int, law: GRFLaw) -> None:
+    """The first `PREVIEW_FRAMES` functions of ``seed`` (channel 0), saved to ``path``."""
+    from src.plotting import plot_functions
+
+    u = torch.from_numpy(law.sample(PREVIEW_FRAMES, seed))
+    titles = [f"std {float(f.std()):.2f}" for f in u]
+    plot_functions(u, [path], PREVIEW_COLUMNS, kind="field", titles=titles,
+                   suptitle=f"Amplitude-modulated Gaussian random fields (seed {seed})")
 
 
 def write_preview(path: Path, seed: int) -> None:
@@ -51,12 +68,17 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m src.synthetic",
         description="Write synthetic Volcano InSAR interferograms as .int files (the format of src/data.py), "
-                    "a preview figure of the first 16, or both.",
+                    "or functions of a known law (--kind grf) as DIR/grf.npy, a preview figure of the first 16, "
+                    "or both.",
     )
+    parser.add_argument("--kind", choices=KINDS, default="volcano",
+                        help="volcano: .int interferograms (default); grf: src/synthetic/grf.py's known law")
     parser.add_argument("--outdir", type=Path, help="output folder of the .int files (created if missing)")
     parser.add_argument("--n", type=int, default=4096, help="number of files (default 4096)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic_*.int files")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic_*.int (grf.npy) files")
+    parser.add_argument("--resolution", type=int, default=GRFLaw.resolution, help="grf: side of the grid (default 64)")
+    parser.add_argument("--channels", type=int, default=GRFLaw.channels, help="grf: channels (default 1)")
     parser.add_argument("--preview", type=Path, metavar="PNG",
                         help=f"draw the first {PREVIEW_FRAMES} frames of the seed to this PNG (replaced if it exists)")
     arguments = parser.parse_args(argv)
@@ -66,6 +88,11 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--n must be at least 1, got {arguments.n}")
     if arguments.seed < 0:
         parser.error(f"--seed must be non-negative, got {arguments.seed}")
+    if arguments.kind == "grf":
+        try:
+            arguments.law = GRFLaw(resolution=arguments.resolution, channels=arguments.channels)
+        except ValueError as error:
+            parser.error(str(error))
     return arguments
 
 
@@ -90,9 +117,27 @@ def _write_files(outdir: Path, n: int, seed: int, overwrite: bool) -> int:
     return 0
 
 
+def _write_grf(arguments: argparse.Namespace) -> int:
+    """`write_grf_dataset` and its preview with the command's messages; returns the exit status."""
+    if arguments.outdir is not None:
+        try:
+            path = write_grf_dataset(arguments.outdir, arguments.n, arguments.seed, arguments.law, arguments.overwrite)
+        except FileExistsError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {arguments.n} functions of shape {(arguments.resolution,) * 2 + (arguments.channels,)} "
+              f"(seed {arguments.seed}) to {path}, their law to {dataset_paths(arguments.outdir)[1]}")
+    if arguments.preview is not None:
+        write_grf_preview(arguments.preview, arguments.seed, arguments.law)
+        print(f"wrote the first {PREVIEW_FRAMES} functions of seed {arguments.seed} to {arguments.preview}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the process exit status."""
     arguments = _parse_arguments(argv)
+    if arguments.kind == "grf":
+        return _write_grf(arguments)
     if arguments.outdir is not None:
         status = _write_files(arguments.outdir, arguments.n, arguments.seed, arguments.overwrite)
         if status != 0:
