@@ -1,4 +1,5 @@
-"""Histograms of circular variance and skewness, ground truth against a model (final_stats.png).
+"""Histograms of circular variance and skewness, ground truth against a model (final_stats.png);
+for array data, of the field statistics (spatial mean, standard deviation, pixel values, spectrum).
 
     python plot_stats.py --exp_name $SAVEDIR/<name>/<id> --stats_filename eval/stats.model.w_total.pt.pkl \\
         --out_filename final_stats.png
@@ -7,7 +8,7 @@
 
 --stats_filename and --gt_stats_filename are relative to --exp_name (or absolute);
 --out_filename is relative to the current directory (or absolute), its extension picks the
-format. Prints the Wasserstein distances w_var, w_skew and w_total drawn in the titles.
+format. Prints the distances drawn in the titles (w_var, w_skew and w_total for Volcano).
 """
 
 import argparse
