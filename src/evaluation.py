@@ -132,8 +132,10 @@ def read_stats(path: Path) -> dict:
     stats = read_pickle(path)
     try:
         keys = STATS_KEYS[kind_of(stats)]
-    except ValueError as error:
-        raise EvaluationError(f"{path}: {error}") from None
+    except ValueError:
+        present = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+        raise EvaluationError(f"{path} lacks the keys {list(STATS_KEYS['circular'])} (Volcano) or "
+                              f"{list(STATS_KEYS['field'])} (array data); it holds {present}") from None
     stats = {key: np.asarray(stats[key], dtype=np.float64) for key in keys}
     if "var" in stats:
         stats = {key: values.ravel() for key, values in stats.items()}
