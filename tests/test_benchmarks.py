@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 import eval as eval_script
 from conftest import TINY, run_command
@@ -213,3 +214,50 @@ def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_
     again = run_command(["bash", "benchmarks/sampler_quality_gpu.sh"], data_dir=tiny / "data", RUN_DIR=run_dir,
                         PYTHON=sys.executable)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_claims_trains_both_noises_per_seed_and_scores_every_factor(tiny, tmp_path):
+    """Both datasets, 2 seeds, factors 1 and 2 on the tiny config: every run is trained and
+    evaluated by train.py and eval.py, the rows are their metrics files' mean over the seeds, and
+    the known-law dataset is written on the largest factor's grid and scored against its law."""
+    outdir, grf_dir, figure = tmp_path / "runs", tmp_path / "grf", tmp_path / "claims.png"
+    resize_to = TINY["resolution"]
+    result = run_script(tiny, "benchmarks/claims.py", "--cfg", str(tiny / "tiny.json"), "--seeds", "0", "1",
+                        "--factors", "1", "2", "--resolution", str(resize_to), "--npad", str(TINY["npad"]),
+                        "--epochs", "1", "--n_samples", "6", "--outdir", str(outdir),
+                        "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((grf_dir / "grf.json").read_text())["resolution"] == 2 * resize_to
+    rows = [row for row in table_rows(result.stdout) if row[0] != "noise"]  # the second table's header
+    side = resize_to - TINY["npad"]
+    labels = [(row[0], row[1], row[2]) for row in rows]
+    expected = [(label, str(f), str(f * side)) for f in (1, 2) for label in ("white", "GRF", "held-out data")]
+    assert labels == expected + expected  # volcano, then grf
+    for dataset, table in (("volcano", rows[:6]), ("grf", rows[6:])):
+        for row in table[:2]:
+            noise, factor = row[0], int(row[1])
+            name = "metrics.model.pt.json" if factor == 1 else f"metrics_{factor}x.model.pt.json"
+            w_total = [json.loads((outdir / f"{dataset}-{noise}-seed{seed}" / "eval" / name).read_text())["w_total"]
+                       for seed in (0, 1)]
+            assert float(row[3].split("+-")[0]) == pytest.approx(sum(w_total) / 2, abs=1e-4)
+    grf_at_2x = [row for row in rows[6:] if row[1] == "2"]
+    assert all("+-" in row[-1] and "+-" in row[-2] for row in grf_at_2x)  # against the exact law
+    assert all(row[-1] == "-" for row in rows[6:] if row[1] == "1")  # the resized data: no exact law
+    assert figure.stat().st_size > 0
+
+    again = run_script(tiny, "benchmarks/claims.py", "--outdir", str(outdir))
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_known_law_metrics_of_draws_of_the_law_are_small_and_of_other_data_large():
+    """exact_law_metrics: draws of the law itself score near 0 against it (sampling error only);
+    the same draws scaled by 2 score far from it."""
+    sys.path.insert(0, "benchmarks")
+    from claims import exact_law_metrics
+    from src.synthetic.grf import GRFLaw
+
+    law = GRFLaw(resolution=32)
+    u = torch.from_numpy(law.sample(512, seed=3)).float()
+    own, scaled = exact_law_metrics(u, law), exact_law_metrics(2 * u, law)
+    assert own["exact_marginal"] < 0.07 and own["exact_spectrum"] < 0.15  # 0.02-0.04 and 0.02-0.08 over 5 seeds
+    assert scaled["exact_marginal"] > 0.5 and scaled["exact_spectrum"] > 1.0  # 0.84-0.95 and 1.31-1.45 (log 4 = 1.39)
