@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import pickle
-import statistics
 import sys
 import tempfile
 from dataclasses import asdict, replace
@@ -59,6 +58,7 @@ from src.experiment import load_data  # noqa: E402
 from src.metrics import field_stats, function_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
+from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
 
 NOISES = {"white": {"white_noise": True}, "GRF": {"white_noise": False}}
 COLUMNS = {"circular": ("w_total", "w_var", "w_skew", "w_rough"),
@@ -102,7 +102,7 @@ def exact_law_metrics(u: torch.Tensor, law: GRFLaw) -> dict:
             "exact_spectrum": log_spectrum_distance(field_stats(u)["spectrum"].mean(0), exact_spectrum)}
 
 
-def train_and_score(args, data: Path, run_dir: Path, factors: list[int], n_samples: int, law) -> dict:
+def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law) -> dict:
     """{factor: metrics} of the trained run's samples at each factor."""
     run_dir.mkdir(parents=True)
     cfg = run_dir / "claims.json"
@@ -134,37 +134,17 @@ def held_out_scores(args, data: Path, factors: list[int], n_samples: int, law) -
     return scores
 
 
-def cell(values: list) -> str:
-    if not values or any(value is None for value in values):
-        return "-"
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} +- {spread:.4f}"
-
-
 def draw_figure(path: Path, panels: dict) -> None:
     """w_total against the resolution, one line per noise and the held-out floor, a panel per dataset."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
-    for axis, (dataset, (resolutions, lines)) in zip(axes[0], panels.items()):
+    figure, axes = w_total_figure(len(panels), (5.2, 4.0))
+    for axis, (dataset, (resolutions, lines)) in zip(axes, panels.items()):
         for label, per_factor in lines.items():
-            means = [statistics.mean(v) for v in per_factor]
-            errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in per_factor]
             style = {"linestyle": "--", "color": "grey"} if label == "held-out data" else {"marker": "o"}
-            axis.errorbar(resolutions, means, yerr=errors, capsize=3, label=label, **style)
+            errorbar_line(axis, resolutions, per_factor, label=label, **style)
         axis.set_xscale("log", base=2)
         axis.set_xticks(resolutions, [str(r) for r in resolutions])
-        axis.set_xlabel("resolution sampled (px); trained at the first")
-        axis.set_ylabel("w_total (lower is better)")
         axis.set_title(dataset)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_w_total_figure(figure, axes, path, "resolution sampled (px); trained at the first")
 
 
 def main() -> None:
@@ -205,8 +185,7 @@ def main() -> None:
         for seed in cli.seeds:
             for noise, args in configs.items():
                 run_dir = outdir / f"{dataset}-{noise}-seed{seed}"
-                scores[noise, seed] = train_and_score(replace(args, seed=seed), data, run_dir, cli.factors,
-                                                      cli.n_samples, law)
+                scores[noise, seed] = train_and_score(replace(args, seed=seed), run_dir, cli.factors, cli.n_samples, law)
             trained = load_config(outdir / f"{dataset}-GRF-seed{seed}" / "config.json")  # the data format resolved
             floors[seed] = held_out_scores(trained, data, cli.factors, cli.n_samples, law)
         kind = trained.metric_kind
@@ -220,7 +199,7 @@ def main() -> None:
                  "|---|---|---|" + "---|" * len(columns)]
         for factor, resolution in zip(cli.factors, resolutions):
             for label, per_factor in rows:
-                cells = [cell([m.get(c) for m in per_factor[factor]]) for c in columns]
+                cells = [mean_spread([m.get(c) for m in per_factor[factor]]) for c in columns]
                 lines.append(f"| {label} | {factor} | {resolution} | " + " | ".join(cells) + " |")
         tables.append("\n".join(lines))
         panels[dataset] = (resolutions, {label: [[m["w_total"] for m in per_factor[f]] for f in cli.factors]

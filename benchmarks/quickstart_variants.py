@@ -42,6 +42,7 @@ from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
+from seed_spread import mean_spread  # noqa: E402  (beside this script)
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
@@ -79,15 +80,6 @@ def sampler_scores(run_dir: Path, samplers: list[tuple[str, dict]], device) -> l
                          seed=args.seed + args.epochs, progress=False)
         scores.append(evaluate_samples(samples, train_stats, train)[0])
     return scores
-
-
-def cell(values: list) -> str:
-    """One seed's value, or the mean +- standard deviation over the seeds; '-' if missing."""
-    if any(value is None for value in values):
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
 
 
 def main() -> None:
@@ -154,12 +146,12 @@ def main() -> None:
     for (name, changes), args, per_seed in zip(rows, configs, results):
         changed = " ".join(f"{k}={v}" for k, v in changes.items()) or "-"
         wall = statistics.mean(wall for wall, _, _ in per_seed)
-        cells = [cell([last.get(c) for _, last, _ in per_seed]) for c in COLUMNS]
+        cells = [mean_spread([last.get(c) for _, last, _ in per_seed]) for c in COLUMNS]
         print(f"| {name} | {changed} | {args.sampler} (config) | {network_evaluations(args)} | "
               f"{training_steps(args)} | {wall:.0f} | " + " | ".join(cells) + " |")
         for index, (sampler_name, sampler_changes) in enumerate(samplers):
             scores = [scores[index] for _, _, scores in per_seed]
-            cells = [cell([score.get(c) for score in scores]) if c.startswith("w_") else "-" for c in COLUMNS]
+            cells = [mean_spread([score.get(c) for score in scores]) if c.startswith("w_") else "-" for c in COLUMNS]
             evaluations = network_evaluations(with_sampler(args, sampler_changes))
             print(f"| {name} | {changed} | {sampler_name} | {evaluations} | - | - | " + " | ".join(cells) + " |")
 

@@ -46,6 +46,7 @@ from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
+from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
 
 COLUMNS = ("w_total", "w_var", "w_skew", "w_rough")
 BATCH = 128  # functions sampled at once
@@ -103,37 +104,19 @@ def network_share(model, args, noise_sampler, n: int, device) -> dict:
     return {"total": total, "network": timed.seconds, "calls": timed.calls}
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} +- {spread:.3f}"
-
-
 def draw_figure(path: Path, table: dict, evaluations: dict, floor: float) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6.4, 4.2))
+    figure, (axes,) = w_total_figure(1, (6.4, 4.2))
     families = {}
     for key, per_seed in table.items():
         families.setdefault(key[0], []).append((evaluations[key], [metrics["w_total"] for metrics in per_seed]))
     for family, points in families.items():
         points.sort()
         xs = [x for x, _ in points]
-        means = [statistics.mean(v) for _, v in points]
-        errors = [statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points]
         style = {"marker": "*", "markersize": 12, "linestyle": "none"} if family.endswith("(config)") else {"marker": "o"}
-        axes.errorbar(xs, means, yerr=errors, capsize=3, label=family, **style)
+        errorbar_line(axes, xs, [values for _, values in points], label=family, **style)
     axes.axhline(floor, color="grey", linestyle="--", label="held-out data (floor)")
     axes.set_xscale("log")
-    axes.set_xlabel("network evaluations per sample")
-    axes.set_ylabel("w_total (lower is better)")
-    axes.legend(fontsize=8)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_w_total_figure(figure, [axes], path, "network evaluations per sample")
 
 
 def main() -> None:
@@ -171,7 +154,7 @@ def main() -> None:
             table[key].append(evaluate_samples(samples, train_stats, train)[0])
             times.append(elapsed * 64 / cli.n_samples)
         seconds[key] = statistics.median(times)
-        print(f"  {family} at {evaluations[key]} evaluations: w_total {mean_std([m['w_total'] for m in table[key]])}",
+        print(f"  {family} at {evaluations[key]} evaluations: w_total {mean_spread([m['w_total'] for m in table[key]], 3)}",
               file=sys.stderr, flush=True)
     held_out = evaluate_samples(valid[:cli.n_samples], train_stats, train)[0]
 
@@ -180,7 +163,7 @@ def main() -> None:
     print("| sampler | evaluations | " + " | ".join(COLUMNS) + " | s / 64 samples |")
     print("|---|---|" + "---|" * len(COLUMNS) + "---|")
     for key, per_seed in table.items():
-        cells = " | ".join(mean_std([m[c] for m in per_seed]) for c in COLUMNS)
+        cells = " | ".join(mean_spread([m[c] for m in per_seed], 3) for c in COLUMNS)
         print(f"| {key[0]} | {evaluations[key]} | {cells} | {seconds[key]:.1f} |")
     print("| held-out data | - | " + " | ".join(f"{held_out[c]:.3f}" for c in COLUMNS) + " | - |")
 
