@@ -3,7 +3,7 @@ and one trained model sampled at 2x and 4x its training resolution, with the spr
 
     python benchmarks/claims.py [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
         [--outdir DIR] [--figure assets/claims.png] [--cfg exps/json/quickstart.json]
-        [--resolution 16] [--npad 2] [--epochs 6] [--n_samples 64]
+        [--resolution 16] [--npad 2] [--epochs 6] [--n_samples 64] [--noises white GRF] [--rbf_scale L]
 
 For each dataset, each noise (``white``: white_noise true; ``GRF``: the config's field) and each
 seed, train.py trains the config (--cfg with --resolution, --npad, --epochs and that seed: the
@@ -157,6 +157,9 @@ def main() -> None:
     parser.add_argument("--npad", type=int, default=2, help="then crop this many pixels")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--n_samples", type=int, default=64, help="functions sampled and scored at each factor")
+    parser.add_argument("--noises", nargs="+", default=list(NOISES), choices=list(NOISES))
+    parser.add_argument("--rbf_scale", type=float, default=None,
+                        help="the GRF noise's length scale l (default: the config's; correlation length 2 l^2)")
     parser.add_argument("--outdir", type=Path, default=None, help="the runs (default: a temporary folder)")
     parser.add_argument("--volcano_dir", type=Path, default=REPO / "data" / "synthetic_volcano")
     parser.add_argument("--grf_dir", type=Path, default=REPO / "data" / "synthetic_grf")
@@ -167,8 +170,10 @@ def main() -> None:
     try:
         base = replace(load_config(cli.cfg), resolution=cli.resolution, npad=cli.npad, epochs=cli.epochs,
                        record_interval=cli.epochs, Ntest=cli.n_samples)
-        configs = {noise: config_from_dict(asdict(base) | changes, source=f"--cfg {cli.cfg} ({noise} noise)")
-                   for noise, changes in NOISES.items()}
+        if cli.rbf_scale is not None:
+            base = replace(base, rbf_scale=cli.rbf_scale)
+        configs = {noise: config_from_dict(asdict(base) | NOISES[noise], source=f"--cfg {cli.cfg} ({noise} noise)")
+                   for noise in cli.noises}
     except ConfigError as error:
         parser.error(str(error))
     outdir = cli.outdir or Path(tempfile.mkdtemp(prefix="claims_"))
@@ -186,11 +191,11 @@ def main() -> None:
             for noise, args in configs.items():
                 run_dir = outdir / f"{dataset}-{noise}-seed{seed}"
                 scores[noise, seed] = train_and_score(replace(args, seed=seed), run_dir, cli.factors, cli.n_samples, law)
-            trained = load_config(outdir / f"{dataset}-GRF-seed{seed}" / "config.json")  # the data format resolved
+            trained = load_config(run_dir / "config.json")  # the data format resolved
             floors[seed] = held_out_scores(trained, data, cli.factors, cli.n_samples, law)
         kind = trained.metric_kind
         columns = COLUMNS[kind] + (EXACT_COLUMNS if law is not None else ())
-        rows = [(noise, {f: [scores[noise, s][f] for s in cli.seeds] for f in cli.factors}) for noise in NOISES]
+        rows = [(noise, {f: [scores[noise, s][f] for s in cli.seeds] for f in cli.factors}) for noise in configs]
         rows.append(("held-out data", {f: [floors[s][f] for s in cli.seeds] for f in cli.factors}))
         resolutions = [f * trained.data_resolution for f in cli.factors]
         lines = [f"### {dataset} ({data}), trained at {resolutions[0]} px for {cli.epochs} epochs; "

@@ -225,13 +225,16 @@ def test_claims_trains_both_noises_per_seed_and_scores_every_factor(tiny, tmp_pa
     result = run_script(tiny, "benchmarks/claims.py", "--cfg", str(tiny / "tiny.json"), "--seeds", "0", "1",
                         "--factors", "1", "2", "--resolution", str(resize_to), "--npad", str(TINY["npad"]),
                         "--epochs", "1", "--n_samples", "6", "--outdir", str(outdir),
-                        "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure))
+                        "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure),
+                        "--noises", "GRF", "white", "--rbf_scale", "0.3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((grf_dir / "grf.json").read_text())["resolution"] == 2 * resize_to
+    grf_config = json.loads((outdir / "grf-GRF-seed1" / "config.json").read_text())
+    assert (grf_config["rbf_scale"], grf_config["white_noise"], grf_config["seed"]) == (0.3, False, 1)
     rows = [row for row in table_rows(result.stdout) if row[0] != "noise"]  # the second table's header
     side = resize_to - TINY["npad"]
     labels = [(row[0], row[1], row[2]) for row in rows]
-    expected = [(label, str(f), str(f * side)) for f in (1, 2) for label in ("white", "GRF", "held-out data")]
+    expected = [(label, str(f), str(f * side)) for f in (1, 2) for label in ("GRF", "white", "held-out data")]
     assert labels == expected + expected  # volcano, then grf
     for dataset, table in (("volcano", rows[:6]), ("grf", rows[6:])):
         for row in table[:2]:
