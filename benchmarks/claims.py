@@ -68,6 +68,7 @@ CHECKPOINT = "model.pt"
 
 
 def volcano_data(folder: Path) -> Path:
+    """The synthetic Volcano interferograms in ``folder`` (written if it holds none)."""
     if not any(folder.rglob("*.int")):
         write_dataset(folder, 4096, seed=0)
     return folder
