@@ -66,36 +66,25 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
 
 
 def test_quickstart_variants_trains_each_seed_and_samples_each_run_every_way(tiny):
+    """--no_variants: the reference alone, once per seed; --sampler: a row sampling those runs another way."""
     outdir = tiny / "seeded"
     result = run_variants(tiny, "--epochs", "1", "--Ntest", "6", "--seeds", "0", "1", "--outdir", str(outdir),
-                          "--variant", "log levels", "training_levels=log_uniform",
-                          "--sampler", "heun 5", "sampler=heun", "sampler_steps=3", "sampler_rho=2")
+                          "--no_variants", "--sampler", "heun 5", "sampler=heun", "sampler_steps=3", "sampler_rho=2")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(result.stdout)
-    assert [row[:4] for row in rows] == [
-        ["tiny.json (reference)", "-", "langevin (config)", str(TINY["L"] * TINY["T"])],
-        ["tiny.json (reference)", "-", "heun 5", "5"],
-        ["log levels", "training_levels=log_uniform", "langevin (config)", str(TINY["L"] * TINY["T"])],
-        ["log levels", "training_levels=log_uniform", "heun 5", "5"]]
-    for index, levels in enumerate(("discrete", "log_uniform")):
-        w_total = []
-        for seed in (0, 1):
-            config = json.loads((outdir / f"{index}-seed{seed}" / "config.json").read_text())
-            assert (config["seed"], config["training_levels"], config["Ntest"]) == (seed, levels, 6)
-            last = json.loads((outdir / f"{index}-seed{seed}" / "results.json").read_text().splitlines()[-1])
-            w_total.append(last["w_total"])
-        # The config's row is the mean +- standard deviation of the seeds' last validation.
-        mean, spread = (float(part) for part in rows[2 * index][-2].split("+-"))
-        assert mean == pytest.approx(sum(w_total) / 2, abs=1e-4)
-        assert spread == pytest.approx(abs(w_total[0] - w_total[1]) / 2 ** 0.5, abs=1e-4)
-        assert "+-" in rows[2 * index + 1][-2] and rows[2 * index + 1][6] == "-"  # a sampler row has no loss
-
-
-def test_quickstart_variants_without_variants_trains_the_reference_alone(tiny):
-    result = run_variants(tiny, "--epochs", "1", "--no_variants", "--outdir", str(tiny / "alone"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert [row[0] for row in table_rows(result.stdout)] == ["tiny.json (reference)"]
-    assert [d.name for d in (tiny / "alone").iterdir()] == ["0"]
+    assert [row[:4] for row in rows] == [["tiny.json (reference)", "-", "langevin (config)", str(TINY["L"] * TINY["T"])],
+                                         ["tiny.json (reference)", "-", "heun 5", "5"]]
+    assert sorted(d.name for d in outdir.iterdir()) == ["0-seed0", "0-seed1"]
+    w_total = []
+    for seed in (0, 1):
+        config = json.loads((outdir / f"0-seed{seed}" / "config.json").read_text())
+        assert (config["seed"], config["Ntest"]) == (seed, 6)
+        w_total.append(json.loads((outdir / f"0-seed{seed}" / "results.json").read_text().splitlines()[-1])["w_total"])
+    # The config's row is the mean +- standard deviation of the seeds' last validation.
+    mean, spread = (float(part) for part in rows[0][-2].split("+-"))
+    assert mean == pytest.approx(sum(w_total) / 2, abs=1e-4)
+    assert spread == pytest.approx(abs(w_total[0] - w_total[1]) / 2 ** 0.5, abs=1e-4)
+    assert "+-" in rows[1][-2] and rows[1][6] == "-"  # a sampler row has no loss
 
 
 def test_quickstart_variants_refuses_a_key_that_is_not_the_samplers(tiny):
@@ -200,7 +189,7 @@ def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_
     (tiny / "long.json").write_text(json.dumps(TINY | {"epochs": 10_000}))
     run_dir = tiny / "gpu-script-run"
     result = run_command(["bash", "benchmarks/sampler_quality_gpu.sh"], data_dir=tiny / "data", CFG=tiny / "long.json",
-                         TRAIN_SECONDS=20, N_SAMPLES=4, SEEDS="0 1", BUDGETS=5, RUN_DIR=run_dir, PYTHON=sys.executable)
+                         TRAIN_SECONDS=12, N_SAMPLES=4, SEEDS="0 1", BUDGETS=5, RUN_DIR=run_dir, PYTHON=sys.executable)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SIGUSR1: stopped a" in result.stdout  # at epoch E, step S; or after epoch E
     config = json.loads((run_dir / "config.json").read_text())
@@ -216,8 +205,8 @@ def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_claims_trains_both_noises_per_seed_and_scores_every_factor(tiny, tmp_path):
-    """Both datasets, 2 seeds, factors 1 and 2 on the tiny config: every run is trained and
+def test_claims_trains_each_seed_and_scores_every_factor(tiny, tmp_path):
+    """Both datasets, GRF noise, 2 seeds, factors 1 and 2 on the tiny config: every run is trained and
     evaluated by train.py and eval.py, the rows are their metrics files' mean over the seeds, and
     the known-law dataset is written on the largest factor's grid and scored against its law."""
     outdir, grf_dir, figure = tmp_path / "runs", tmp_path / "grf", tmp_path / "claims.png"
@@ -226,7 +215,7 @@ def test_claims_trains_both_noises_per_seed_and_scores_every_factor(tiny, tmp_pa
                         "--factors", "1", "2", "--resolution", str(resize_to), "--npad", str(TINY["npad"]),
                         "--epochs", "1", "--n_samples", "6", "--outdir", str(outdir),
                         "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure),
-                        "--noises", "GRF", "white", "--rbf_scale", "0.3")
+                        "--noises", "GRF", "--rbf_scale", "0.3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((grf_dir / "grf.json").read_text())["resolution"] == 2 * resize_to
     grf_config = json.loads((outdir / "grf-GRF-seed1" / "config.json").read_text())
@@ -234,18 +223,20 @@ def test_claims_trains_both_noises_per_seed_and_scores_every_factor(tiny, tmp_pa
     rows = [row for row in table_rows(result.stdout) if row[0] != "noise"]  # the second table's header
     side = resize_to - TINY["npad"]
     labels = [(row[0], row[1], row[2]) for row in rows]
-    expected = [(label, str(f), str(f * side)) for f in (1, 2) for label in ("GRF", "white", "held-out data")]
+    expected = [(label, str(f), str(f * side)) for f in (1, 2) for label in ("GRF", "held-out data")]
     assert labels == expected + expected  # volcano, then grf
-    for dataset, table in (("volcano", rows[:6]), ("grf", rows[6:])):
-        for row in table[:2]:
+    assert sorted(d.name for d in outdir.iterdir()) == [f"{dataset}-GRF-seed{seed}" for dataset in ("grf", "volcano")
+                                                        for seed in (0, 1)]
+    for dataset, table in (("volcano", rows[:4]), ("grf", rows[4:])):
+        for row in table[:1]:
             noise, factor = row[0], int(row[1])
             name = "metrics.model.pt.json" if factor == 1 else f"metrics_{factor}x.model.pt.json"
             w_total = [json.loads((outdir / f"{dataset}-{noise}-seed{seed}" / "eval" / name).read_text())["w_total"]
                        for seed in (0, 1)]
             assert float(row[3].split("+-")[0]) == pytest.approx(sum(w_total) / 2, abs=1e-4)
-    grf_at_2x = [row for row in rows[6:] if row[1] == "2"]
+    grf_at_2x = [row for row in rows[4:] if row[1] == "2"]
     assert all("+-" in row[-1] and "+-" in row[-2] for row in grf_at_2x)  # against the exact law
-    assert all(row[-1] == "-" for row in rows[6:] if row[1] == "1")  # the resized data: no exact law
+    assert all(row[-1] == "-" for row in rows[4:] if row[1] == "1")  # the resized data: no exact law
     assert figure.stat().st_size > 0
 
     again = run_script(tiny, "benchmarks/claims.py", "--outdir", str(outdir))
