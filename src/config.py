@@ -207,7 +207,8 @@ def _check_values(args: CommonArguments) -> None:
     require(args.sampler_churn >= 0, "sampler_churn", "must be >= 0")
     require(args.rank > 0, "rank", "must be positive")
     require(args.factorization in FACTORIZATIONS, "factorization", f"must be one of {list(FACTORIZATIONS)}")
-    require(len(args.mult_dims) == 4 and all(m > 0 for m in args.mult_dims), "mult_dims",
+    # OmegaConf lets nested lists through a List[int] field: check the type too.
+    require(len(args.mult_dims) == 4 and all(type(m) is int and m > 0 for m in args.mult_dims), "mult_dims",
             "must be 4 positive integers (one per level of the U)")
     require(args.groups >= 0, "groups", "must be >= 0")
     if args.groups > 0:

@@ -85,6 +85,7 @@ def test_paper_configs_hold_the_paper_values():
     ({"batch_size": "sixteen"}, "batch_size"),
     ({"white_noise": "maybe"}, "white_noise"),
     ({"mult_dims": "1,2,4,4"}, "mult_dims"),
+    ({"mult_dims": [[], [], [], []]}, "mult_dims"),
     ({"sigma_1": 0.001, "sigma_L": 0.01}, "sigma_1"),
     ({"resolution": 8, "npad": 8}, "resolution"),
     ({"schedule": "cosine"}, "schedule"),
