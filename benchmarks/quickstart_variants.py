@@ -41,7 +41,7 @@ from src.data import steps_per_epoch, validation_count  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
+from src.metrics import function_stats  # noqa: E402
 from seed_spread import mean_spread  # noqa: E402  (beside this script)
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
@@ -71,7 +71,7 @@ def sampler_scores(run_dir: Path, samplers: list[tuple[str, dict]], device) -> l
     functions, the last validation's seed), scored against its training split."""
     args = load_config(run_dir / "config.json")
     train, _ = load_data(args, os.environ["DATA_DIR"])
-    train_stats = circular_stats(train)
+    train_stats = function_stats(train, args.metric_kind)
     model, _ = load_model(args, run_dir / "model.pt", device)
     noise_sampler = build_noise(args, args.data_resolution, device)
     scores = []
