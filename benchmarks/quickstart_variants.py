@@ -36,7 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
-from src.config import ConfigError, config_from_dict, load_config, parse_key_value, with_sampler  # noqa: E402
+from src.config import (ConfigError, config_from_dict, from_command_line, load_config, parse_key_value,  # noqa: E402
+                        with_sampler)
 from src.data import steps_per_epoch, validation_count  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
@@ -108,7 +109,7 @@ def main() -> None:
     configs = []
     for name, changes in rows:
         try:
-            args = config_from_dict(asdict(reference) | changes, source=f"--variant {name}")
+            args = config_from_dict(asdict(reference) | from_command_line(changes), source=f"--variant {name}")
             for sampler_name, sampler_changes in samplers:
                 with_sampler(args, sampler_changes, source=f"--sampler {sampler_name}")
         except ConfigError as error:

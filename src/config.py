@@ -8,11 +8,16 @@ are also what `eval.py` reads back.
 
 Loading goes through OmegaConf's structured configs, so that an unknown key (a typo such
 as ``"epoch"``), a value of the wrong type or an impossible value stops with a
-`ConfigError` that names the key, before anything is written anywhere.
+`ConfigError` that names the key, before anything is written anywhere. Types are JSON's, strictly:
+a number in quotes (``"rbf_scale": "0.1"``), which OmegaConf would convert, is refused; an integer
+where a float belongs is a float. Values typed on a command line (``KEY=VALUE``) are read as JSON
+first (`from_command_line`).
 """
 
 import argparse
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import List, Optional
@@ -228,6 +233,76 @@ def _other_method_key(values: dict, method: str) -> Optional[tuple[str, str]]:
     return None
 
 
+def _declared_type(schema, key: str):
+    """(the type of field ``key`` of ``schema`` without Optional, whether None is allowed), or None for no such field."""
+    declared = typing.get_type_hints(schema).get(key)
+    if declared is None:
+        return None
+    options = typing.get_args(declared) if typing.get_origin(declared) in (typing.Union, types.UnionType) else ()
+    if type(None) in options:
+        return next(option for option in options if option is not type(None)), True
+    return declared, False
+
+
+def _json_type_error(value, declared) -> Optional[str]:
+    """Why ``value`` (read from JSON) is not of the field type ``declared``, or None if it is."""
+    if declared is bool:
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif declared is int:
+        ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif declared is float:
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif declared is str:
+        ok, wanted = isinstance(value, str), "a string"
+    elif typing.get_origin(declared) is list:
+        element = typing.get_args(declared)[0]
+        if not isinstance(value, list):
+            return "must be a list"
+        return next((f"element {i}: {why}" for i, item in enumerate(value)
+                     if (why := _json_type_error(item, element)) is not None), None)
+    else:
+        return None
+    if ok:
+        return None
+    quoted = " (in quotes: write it without them)" if isinstance(value, str) and declared in (int, float, bool) else ""
+    return f"must be {wanted}, not {json.dumps(value)}{quoted}"
+
+
+def _check_types(values: dict, schema, source: str) -> None:
+    """Refuse a value whose JSON type is not its field's (unknown keys are OmegaConf's to name)."""
+    for key, value in values.items():
+        found = _declared_type(schema, key) if isinstance(key, str) else None
+        if found is None:
+            continue
+        declared, nullable = found
+        if value is None and nullable:
+            continue
+        why = "must not be null" if value is None else _json_type_error(value, declared)
+        if why is not None:
+            raise ConfigError(f"{source}: bad config key '{key}': {why}")
+
+
+def from_command_line(values: dict, method: str = "sbgm") -> dict:
+    """``values`` of ``KEY=VALUE`` arguments (`parse_key_value`) with each text read as JSON, as a
+    config file would hold it (``10``, ``false``, ``null``, ``1e-3``), but for string keys, whose
+    text is the string (``sampler=heun``). Values that are not strings pass through."""
+    schema = METHODS[method]
+
+    def read(key, text):
+        found = _declared_type(schema, key)
+        if not isinstance(text, str) or found is None:
+            return text
+        declared, nullable = found
+        if declared is str:
+            return None if nullable and text == "null" else text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text  # refused by name by the type check, as not a number (or bool)
+
+    return {key: read(key, text) for key, text in values.items()}
+
+
 def _fails(function, argument, exceptions) -> bool:
     try:
         function(argument)
@@ -254,6 +329,7 @@ def config_from_dict(values: dict, source: str = "config", method: str = "sbgm")
                           f"not to '{method}' ({TRAINERS[method]}): is this a {other} config? Give it to the "
                           f"{other} scripts (main.sh, launch_eval.py and resume.sh take the method first)")
     schema = METHODS[method]
+    _check_types(values, schema, source)
 
     def typed(values: dict) -> CommonArguments:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
@@ -276,9 +352,10 @@ def config_from_dict(values: dict, source: str = "config", method: str = "sbgm")
 
 
 def parse_key_value(item: str) -> tuple[str, str]:
-    """``"KEY=VALUE"`` from a command line (an argparse ``type=``), as (key, value).
+    """``"KEY=VALUE"`` from a command line (an argparse ``type=``), as (key, value), both text.
 
-    Only the form is checked here; `config_from_dict` type-checks the value against the key.
+    Only the form is checked here; `from_command_line` reads the value as its key's type, and
+    `config_from_dict` type-checks it.
     """
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -296,7 +373,7 @@ def with_sampler(args: CommonArguments, changes: dict, source: str = "--sampler"
     other = [key for key in changes if key not in SAMPLER_KEYS]
     if other:
         raise ConfigError(f"{source}: {', '.join(other)} is not a sampler key; these are: {', '.join(SAMPLER_KEYS)}")
-    return config_from_dict(asdict(args) | changes, source=source)
+    return config_from_dict(asdict(args) | from_command_line(changes), source=source)
 
 
 def load_config(path: str | Path, method: str = "sbgm") -> CommonArguments:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, run_command
 from src.config import (METHODS, Arguments, CommonArguments, ConfigError, GANOArguments, config_from_dict,
-                        load_config, parse_key_value)
+                        from_command_line, load_config, parse_key_value, with_sampler)
 
 ORIGINAL_FIELDS = """batch_size val_batch_size epochs val_size record_interval white_noise augment schedule
 resolution npad epsilon sigma_1 sigma_L T L rbf_scale rbf_eps factorization num_freqs_input scale_factor
@@ -83,6 +83,14 @@ def test_paper_configs_hold_the_paper_values():
 @pytest.mark.parametrize("values, culprit", [
     ({"epoch": 10}, "epoch"),                       # a typo of epochs
     ({"batch_size": "sixteen"}, "batch_size"),
+    ({"rbf_scale": "0.1"}, "rbf_scale"),            # a number in quotes, which OmegaConf would convert
+    ({"epochs": "10"}, "epochs"),
+    ({"epochs": 10.5}, "epochs"),
+    ({"epochs": True}, "epochs"),                   # JSON's true is not the integer 1
+    ({"augment": 1}, "augment"),
+    ({"augment": "true"}, "augment"),
+    ({"mult_dims": [1, 2, "4", 4]}, "mult_dims"),
+    ({"epochs": None}, "epochs"),
     ({"white_noise": "maybe"}, "white_noise"),
     ({"mult_dims": "1,2,4,4"}, "mult_dims"),
     ({"mult_dims": [[], [], [], []]}, "mult_dims"),
@@ -142,12 +150,29 @@ def test_saved_config_wins_unless_override(tmp_path):
     (savedir / "config.json").write_text(saved)
     # The saved config is used, so the typo in --cfg does not matter (the run then stops on the missing data).
     result = run_train(tmp_path, {"epoch": 10}, savedir)
-    assert "Using the config saved in" in result.stdout
+    assert f"Using the config saved in {savedir / 'config.json'}, not --cfg {tmp_path / 'cfg.json'}" in result.stdout
     assert "bad config key" not in result.stderr
     # With --override_cfg the typo is reported, and the saved config is left as it was.
     result = run_train(tmp_path, {"epoch": 10}, savedir, "--override_cfg")
     assert result.returncode != 0 and "epoch" in result.stderr
     assert (savedir / "config.json").read_text() == saved
+
+
+def test_integers_are_floats_and_null_is_allowed_where_declared():
+    args = config_from_dict({"sigma_1": 20, "ema_rate": None, "channels": None})
+    assert type(args.sigma_1) is float and args.sigma_1 == 20.0 and args.ema_rate is None
+
+
+def test_command_line_values_are_read_as_json_but_for_string_keys():
+    read = from_command_line({"sampler": "heun", "sampler_steps": "10", "denoise_last": "false",
+                              "epsilon": "1e-3", "data_key": "null", "L": 3})
+    assert read == {"sampler": "heun", "sampler_steps": 10, "denoise_last": False, "epsilon": 1e-3,
+                    "data_key": None, "L": 3}
+    args = with_sampler(Arguments(), dict([parse_key_value("sampler=heun"), parse_key_value("sampler_steps=10")]))
+    assert (args.sampler, args.sampler_steps) == ("heun", 10)
+    for bad, culprit in (("sampler_steps=ten", "sampler_steps"), ("denoise_last=False", "denoise_last")):
+        with pytest.raises(ConfigError, match=f"'{culprit}'"):
+            with_sampler(Arguments(), dict([parse_key_value(bad)]))
 
 
 def test_key_value_items_split_at_the_first_equals_sign():
