@@ -16,7 +16,7 @@ which run, from the repository root::
 Modes:
 
 generate  Ntest samples at the training resolution with the checkpoint's EMA weights
-          (Langevin dynamics with the score network; the generator applied to noise for GANO):
+          (the config's sampler with the score network; the generator applied to noise for GANO):
           samples.<ckpt>.pkl, stats.<ckpt>.pkl, metrics.<ckpt>.json; w_var, w_skew and
           w_total (array data: w_mean, w_std, w_marginal, log_spectrum_rms, w_total; see
           src/metrics.py) against the experiment's gt_stats.pkl. With DATA_DIR set, also the
@@ -39,6 +39,7 @@ Runs on CUDA when present, else on the CPU.
 """
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -113,7 +114,12 @@ def sample_checkpoint(cli, args, exp_dir: Path, factor: int, device):
     print(f"Sampling {cli.Ntest} functions of {res} x {res} px ({factor} x the training resolution) "
           f"with {cli.checkpoint} (epoch {epoch}, {'EMA' if state.get('ema') is not None else 'raw'} weights), "
           f"seed {cli.seed}, device {device}")
-    samples = sample(model, args, build_noise(args, res, device), cli.Ntest, cli.val_batch_size, seed=cli.seed)
+    evaluations = network_evaluations(args)
+    batches = math.ceil(cli.Ntest / cli.val_batch_size)
+    print(f"{evaluations} network evaluations a function: {evaluations * cli.Ntest} in all, in {batches} batch(es) "
+          f"of {min(cli.val_batch_size, cli.Ntest)} functions (--Ntest and --val_batch_size set them)")
+    samples = sample(model, args, build_noise(args, res, device), cli.Ntest, cli.val_batch_size, seed=cli.seed,
+                     estimate=True)
     if len(samples) == 0:
         raise EvaluationError(f"all {cli.Ntest} samples diverged (NaN or inf); nothing was written. "
                               "The config's Langevin step size epsilon may be too large")

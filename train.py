@@ -25,6 +25,7 @@ from src.experiment import build_model, build_noise, build_sigmas, describe
 
 class DiffusionTrainer(training.Trainer):
     method = "sbgm"
+    resume_script = "resume.py"
 
     def __init__(self, args, valid, world):
         self.args, self.valid, self.device = args, valid, world.device

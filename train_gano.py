@@ -29,6 +29,7 @@ from src.gano import discriminator_loss, generator_loss
 
 class GANOTrainer(training.Trainer):
     method = "gan"
+    resume_script = "resume_gano.py"
 
     def __init__(self, args, valid, world):
         self.args = args

@@ -37,6 +37,7 @@ from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_noise, load_data, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
+from src.training import STOPPED_EXIT  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -49,7 +50,7 @@ def train_for(method: str, cfg: Path, seed: int, seconds: float, run_dir: Path) 
     run_dir.mkdir(parents=True)
     (run_dir / "cfg.json").write_text(json.dumps(asdict(args)))
     environment = {**os.environ, "TQDM_DISABLE": "1"}
-    environment.pop("SLURM_JOB_ID", None)  # no requeue at the stop signal
+    environment.pop("SLURM_JOB_ID", None)  # a local run: the stop signal requeues nothing
     process = subprocess.Popen([sys.executable, str(ROOT / TRAINERS[method]), "--cfg", str(run_dir / "cfg.json"),
                                 "--savedir", str(run_dir)], env=environment, stdout=subprocess.DEVNULL)
     # The clock starts when the run has its data and stop handler (config.json is written then).
@@ -60,7 +61,7 @@ def train_for(method: str, cfg: Path, seed: int, seconds: float, run_dir: Path) 
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGUSR1)
         process.wait()
-    if process.returncode != 0:
+    if process.returncode not in (0, STOPPED_EXIT):  # finished, or stopped by the signal above
         raise SystemExit(f"{TRAINERS[method]} failed on {cfg} (seed {seed}), exit {process.returncode}")
     state = torch.load(run_dir / "model.pt", weights_only=True)
     # Training steps done (discriminator steps for GANO).

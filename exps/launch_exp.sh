@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Submit with: sbatch launch_exp.sh <sbgm|gan> <experiment name> <json file>
-# Outside Slurm, `bash launch_exp.sh ...` runs the same thing in the foreground, as one process.
+# Outside Slurm, `bash launch_exp.sh ...` runs the same thing in the foreground, as one process,
+# and so does `SLURM_JOB_ID=<your id> bash launch_exp.sh ...` (the id names the run directory).
 #
 # The headers ask for one GPU. Flags of sbatch override them (so do SBATCH_* variables, e.g.
 # SBATCH_PARTITION), one task per GPU, each task one rank (srun; batch_size is the global batch):

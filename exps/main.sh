@@ -5,7 +5,8 @@
 #                code is first copied to $SAVEDIR/<name>/<id>/code and run from there, so
 #                that a queued Slurm job is not affected by later edits of the checkout.
 #   SLURM_JOB_ID identifies the run; outside Slurm set it yourself (`date +%s`), else the
-#                current Unix time is used.
+#                current Unix time is used. Set by hand, it only names the run: the training
+#                runs in the foreground, as one process (run_env.sh's inside_slurm_job).
 #   SRUN_TASKS=1 (set by launch_exp.sh) inside a Slurm job: the training runs as srun's
 #                tasks, one rank each (see run_env.sh); without it, as one process.
 #
@@ -31,6 +32,9 @@ source "$EXPS_DIR/run_env.sh"
 
 RUN_ID="${SLURM_JOB_ID:-$(date +%s)}"
 OUT="$SAVEDIR/$NAME/$RUN_ID"
+# The config, DATA_DIR and its data, and SAVEDIR checked before anything is made or copied: a
+# typo stops here (exit status 2, the culprit named) and leaves no empty run behind.
+(cd "$REPO_DIR" && "$PYTHON" "$ENTRY" --check --cfg "$CFG" --savedir "$OUT")
 mkdir -p "$OUT"
 
 if [ -n "${RUN_LOCAL:-}" ]; then

@@ -2,6 +2,7 @@
 # Submit with: sbatch resume_exp.sh <sbgm|gan> <experiment name> <id>
 # Resumes a stopped run through resume.sh, on any number of GPUs and nodes (the checkpoint does
 # not depend on them): the same headers and overrides as launch_exp.sh, which explains them.
+# Outside Slurm, `bash resume_exp.sh ...` resumes in the foreground, as one process.
 #SBATCH --job-name=diffusion-operators-resume
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1

@@ -1,10 +1,15 @@
 # Sourced by main.sh and resume.sh after their arguments are checked: exps/env.sh, then
-# SAVEDIR and DATA_DIR required and made absolute, PYTHON (the repository's .venv if any), and
-# run_python, which they end with. Expects EXPS_DIR and SCRIPT (the caller's name, for messages).
+# SAVEDIR and DATA_DIR required and made absolute, PYTHON (the repository's .venv if any),
+# inside_slurm_job, and run_python, which they end with. Expects EXPS_DIR and SCRIPT (the
+# caller's name, for messages).
 REPO_DIR="$(dirname "$EXPS_DIR")"
 if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
-: "${SAVEDIR:?$SCRIPT: SAVEDIR is not set (export it, or set it in exps/env.sh)}"
-: "${DATA_DIR:?$SCRIPT: DATA_DIR is not set (export it, or set it in exps/env.sh)}"
+for variable in SAVEDIR DATA_DIR; do
+  if [ -z "${!variable:-}" ]; then
+    echo "$SCRIPT: $variable is not set (export it, or set it in exps/env.sh; see exps/env.sh.bak)" >&2
+    exit 2
+  fi
+done
 # Relative paths (plain shell, no GNU realpath: macOS too) mean relative to where the user typed
 # the command, not to where the code runs.
 case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
@@ -13,11 +18,17 @@ export DATA_DIR
 PYTHON=python3
 if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
 
+# Whether this shell runs inside a Slurm job (sbatch, salloc, srun), which sets SLURM_JOB_NODELIST
+# beside SLURM_JOB_ID. SLURM_JOB_ID alone is a user's name for a local run (the original README:
+# "set SLURM_JOB_ID to your own unique identifier and launch with bash instead of sbatch"), which
+# runs in the foreground. src/training.py's slurm_job_of tells them apart the same way.
+inside_slurm_job() { [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_JOB_NODELIST:-}" ]; }
+
 # run_python <script> <arguments...>: exec Python on the script, as srun's tasks (one rank each,
 # src/distributed.py) inside a Slurm job submitted by launch_exp.sh or resume_exp.sh, else as
-# this one process. Every rank's output goes to the job's log, labelled with its rank.
+# this one process, in the foreground. Every rank's output goes to the job's log, labelled with its rank.
 run_python() {
-  if [ -n "${SLURM_JOB_ID:-}" ] && [ "${SRUN_TASKS:-0}" = 1 ]; then
+  if inside_slurm_job && [ "${SRUN_TASKS:-0}" = 1 ]; then
     # Since Slurm 22.05 srun no longer inherits sbatch's --cpus-per-task: hand it on.
     if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"; fi
     local label=()

@@ -8,6 +8,7 @@ operator; `GANOArguments`, the GANO baseline.
 """
 
 import math
+import time
 import warnings
 from dataclasses import replace
 
@@ -114,7 +115,7 @@ def network_evaluations(args: CommonArguments) -> int:
 
 @torch.inference_mode()
 def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int, seed: int,
-           progress: bool = True, world: World | None = None) -> torch.Tensor:
+           progress: bool = True, world: World | None = None, estimate: bool = False) -> torch.Tensor:
     """n functions drawn in batches: by the config's sampler with the score network (annealed
     Langevin dynamics, or Euler's or Heun's method on the probability-flow ODE, with or without
     churn), or by GANO's generator applied to noise; `network_evaluations` counts the network's
@@ -126,6 +127,7 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
     ``world`` of several processes (validation during distributed training) rank r draws the
     batches b = r mod world size and every rank gets them all, in order: the same n samples as
     one process. Samples that diverged (NaN or inf) are dropped with a warning that counts them.
+    With ``estimate``, the time of the first batch and what it predicts for all are printed.
 
     Returns
     -------
@@ -152,9 +154,14 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
     drawn = {}
     mine = range(world.rank, n_batches, world.size)
     for b in progress_bar(mine, desc="Generate", shown=progress and len(mine) > 1):
+        started = time.perf_counter()
         generator = keyed_generator(seed, b, device=noise_sampler.device)
         size = min(batch_size, n - b * batch_size)
         drawn[b] = draw(noise_sampler.sample(size, generator=generator), generator).cpu()
+        if estimate and b == mine[0] and len(mine) > 1:
+            seconds = time.perf_counter() - started
+            print(f"The first batch took {format_duration(seconds)}: about {format_duration(seconds * len(mine))} "
+                  f"for all {len(mine)}", flush=True)
     for part in world.gather(drawn):
         drawn.update(part)
     x = torch.cat([drawn[b] for b in range(n_batches)])
@@ -164,6 +171,15 @@ def sample(model, args: CommonArguments, noise_sampler, n: int, batch_size: int,
         warnings.warn(f"{dropped} / {n} generated samples contained NaN or inf and were dropped"
                       + ("" if isinstance(args, GANOArguments) else "; the Langevin step size epsilon may be too large"))
     return x[finite]
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as a person reads it: 4.2 s, 3.5 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def count_parameters(model) -> int:

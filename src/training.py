@@ -16,8 +16,11 @@ random draw of training comes from a generator seeded by (seed, epoch, step) alo
 order and flips by (seed, epoch)); validation and figures draw from generators of their own; and
 model.pt holds the weights, optimizers, EMA, best metrics, the position (epoch, step) and the
 losses of the epoch so far. On SIGUSR1 or SIGTERM (Slurm's warning before a time limit or a
-preemption) the run finishes its step, writes model.pt at that step, asks Slurm to requeue the
-job when it runs under one, and exits 0.
+preemption) the run finishes its step and writes model.pt at that step. Inside a Slurm job it
+then asks Slurm to requeue the job and exits 0; anywhere else it prints how to resume
+(``python resume.py <run dir>``) and exits with `STOPPED_EXIT`, so that a script that trains
+and then evaluates does not evaluate an unfinished run. A finished run started again says so and
+changes nothing.
 
 The same loop runs on several processes (torchrun, srun; src/distributed.py): each rank trains
 on its share of every (global) batch, DDP averages the gradients, validation splits its
@@ -50,6 +53,9 @@ from src.progress import progress_bar
 
 SAMPLES_SHOWN = 16
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+# The exit status of a run stopped by a signal outside Slurm: sysexits' EX_TEMPFAIL, "try again
+# later", since the run resumes where it stopped. Refusals exit 2, crashes 1.
+STOPPED_EXIT = 75
 
 
 class TrainingError(RuntimeError):
@@ -65,6 +71,7 @@ class Trainer(ABC):
     Attributes a method sets
     ------------------------
     method : 'sbgm' or 'gan' (the name in config.json's loading and in checkpoints)
+    resume_script : the script that resumes a stopped run of the method (resume.py, resume_gano.py)
     model : the network that samples (the score network, GANO's generator)
     ema : `src.checkpoint.EMA` of the model, or None
     networks : {checkpoint key: module}, with the model under 'weights' (the modules, not
@@ -75,6 +82,7 @@ class Trainer(ABC):
     """
 
     method: str
+    resume_script: str
     sigmas = None
 
     @abstractmethod
@@ -99,13 +107,19 @@ def parse_args(argv=None, description=None):
     parser.add_argument("--override_cfg", action="store_true",
                         help="use --cfg even if savedir already has a config.json; without it the saved "
                              "config wins, so that a restarted Slurm job keeps its config")
+    parser.add_argument("--check", action="store_true",
+                        help="only check the config, DATA_DIR and its data, and that savedir can be made; "
+                             "write nothing (exit status 0, or 2 with the culprit named)")
     return parser.parse_args(argv)
 
 
 def resolve_config(cfg: str, savedir: Path, override: bool, method: str) -> CommonArguments:
     saved = savedir / "config.json"
     if saved.exists() and not override:
-        print(f"Using the config saved in {saved} (pass --override_cfg to use {cfg} instead)")
+        if saved.resolve() == Path(cfg).resolve():
+            print(f"Using the config saved in {saved}")
+        else:
+            print(f"Using the config saved in {saved}, not --cfg {cfg} (pass --override_cfg to use {cfg} instead)")
         return load_config(saved, method)
     return load_config(cfg, method)
 
@@ -136,11 +150,19 @@ class StopRequest:
         self.signal = signal.Signals(signum).name
 
 
-def requeue_slurm_job() -> None:
-    """Under Slurm, put this job back in the queue: it restarts in the same savedir and resumes."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return
+def slurm_job_of(environ) -> str | None:
+    """The id of the Slurm job this process runs in, or None outside one.
+
+    A Slurm job (sbatch, salloc, srun) sets SLURM_JOB_NODELIST beside SLURM_JOB_ID; SLURM_JOB_ID
+    alone is a user's name for a local run (the original README's recipe without Slurm), which
+    has no job to requeue. exps/run_env.sh tells a job from a local run the same way.
+    """
+    job = environ.get("SLURM_JOB_ID")
+    return job if job and environ.get("SLURM_JOB_NODELIST") else None
+
+
+def requeue_slurm_job(job: str) -> None:
+    """Put Slurm job ``job`` back in the queue: it restarts in the same savedir and resumes."""
     try:
         result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
         print(f"scontrol requeue {job}: {'done' if result.returncode == 0 else result.stderr.strip()}")
@@ -217,7 +239,7 @@ def epoch_losses_of(state: dict, device) -> dict:
 
 def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop: StopRequest,
         world: World) -> bool:
-    """Train to args.epochs, or until a stop signal (then True: requeue the job)."""
+    """Train to args.epochs, or until a stop signal (then True: the run is not finished)."""
     device = world.device
     torch.manual_seed(args.seed)  # the initial weights, the same on every rank
     train, valid = load_data(args, data_dir)
@@ -243,6 +265,10 @@ def run(trainer_class, args: CommonArguments, savedir: Path, data_dir: str, stop
         # Checkpoints of earlier versions hold the last finished epoch only.
         epoch, step = state.get("epoch", state["last_epoch"] + 1), state.get("step", 0)
         losses = epoch_losses_of(state, device)
+        if epoch >= args.epochs:
+            print(f"{savedir} is finished: {checkpoint_path} is the end of epoch {epoch} of {args.epochs}; nothing "
+                  f"to do, nothing written (to train further, give a config with more epochs and --override_cfg)")
+            return False
         print(f"Resuming from {checkpoint_path} at epoch {epoch + 1}" + (f", step {step + 1}" if step else ""))
     gt_stats = function_stats(train, args.metric_kind)
     if world.is_main:
@@ -343,6 +369,7 @@ def main(trainer_class, argv=None, description=None) -> int:
     cli = parse_args(argv, description)
     savedir = Path(cli.savedir)
     world = world_from_environment()
+    slurm_job = slurm_job_of(os.environ)
     if not world.is_main:
         quiet_rank(world)
     stopped = False
@@ -354,10 +381,15 @@ def main(trainer_class, argv=None, description=None) -> int:
             raise ConfigError("environment variable DATA_DIR is not set: point it at the folder of *.int "
                               "files (python -m src.synthetic --outdir DIR makes a synthetic one) or at an "
                               "array file of functions (.npy, .pt)")
+        if cli.check:
+            train = load_data(args, data_dir)[0]
+            print(f"{cli.cfg}: a {trainer_class.method} config; DATA_DIR={data_dir}: {len(train)} training "
+                  f"functions of shape {tuple(train.shape[1:])}; {savedir} can be written")
+            return 0
         with StopRequest() as stop:
             world.start()
             stopped = run(trainer_class, args, savedir, data_dir, stop, world)
-        if stopped and os.environ.get("SLURM_JOB_ID"):
+        if stopped and slurm_job:
             # Slurm's requeue (below) sends SIGTERM to the job at once: it must not turn the
             # clean exit of a finished process into a kill.
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -368,9 +400,15 @@ def main(trainer_class, argv=None, description=None) -> int:
         return 2
     finally:
         world.close()
-    if stopped and world.is_main:
-        requeue_slurm_job()
-    return 0
+    if not stopped:
+        return 0
+    if slurm_job:
+        if world.is_main:
+            requeue_slurm_job(slurm_job)
+        return 0
+    if world.is_main:
+        print(f"The run is not finished; resume it with: python {trainer_class.resume_script} {savedir}")
+    return STOPPED_EXIT
 
 
 def quiet_rank(world: World) -> None:

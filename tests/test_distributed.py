@@ -27,9 +27,9 @@ WEIGHT_TOLERANCE, LOSS_TOLERANCE = 1e-5, 1e-5
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def train(script, config, run_dir, data, processes=1, fault=(), **env):
+def train(script, config, run_dir, data, processes=1, fault=(), status=0, **env):
     """``script`` on ``config`` as 1 process or under torchrun, through tests/interrupted_train.py
-    when a fault is given."""
+    when a fault is given; its exit status must be ``status``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir.parent / f"{run_dir.name}.json").write_text(json.dumps(config))
     command = [sys.executable] if processes == 1 else [*TORCHRUN]
@@ -40,7 +40,7 @@ def train(script, config, run_dir, data, processes=1, fault=(), **env):
         command += [script]
     result = run_command([*command, "--cfg", run_dir.parent / f"{run_dir.name}.json", "--savedir", run_dir],
                          data_dir=data, **env)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert result.returncode == status, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
 
@@ -90,8 +90,9 @@ def test_two_gloo_processes_take_the_steps_of_one(method, one_process, tiny_data
 def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_on_one_process(one_process, tiny_data, tmp_path):
     script, config = SCRIPTS["sbgm"]
     stopped = train(script, config, tmp_path / "resized", tiny_data, processes=2,
-                    fault=("step", "3", "USR1"), FAULT_RANK="1")
+                    fault=("step", "3", "USR1"), FAULT_RANK="1", status=1)  # torchrun: a rank exited 75
     assert "SIGUSR1: stopped at epoch 1, step 3" in stopped.stdout
+    assert f"resume it with: python resume.py {tmp_path / 'resized'}" in stopped.stdout
     state = torch.load(tmp_path / "resized" / "model.pt", weights_only=True)
     assert (state["epoch"], state["step"], len(state["epoch_losses"]["loss"])) == (0, 3, 3)
     assert not (tmp_path / "resized" / "results.json").exists()

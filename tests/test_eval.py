@@ -131,6 +131,13 @@ def test_generate_writes_samples_stats_and_prints_scipy_distances(evaluated):
     printed = printed_metrics(evaluated["stdout"]["generate"])
     assert_distances_printed(printed, gt, stats)
     metrics = json.loads((savedir / f"metrics.{CHECKPOINT}.json").read_text())
+    # Before sampling, its cost: the evaluations (the tiny config's 5 levels x 2 Langevin steps), then the
+    # first batch's time and what it predicts for both.
+    evaluations = TINY["L"] * TINY["T"]
+    assert metrics["network_evaluations"] == evaluations
+    assert (f"{evaluations} network evaluations a function: {evaluations * N_SAMPLES} in all, in 2 batch(es) of 5"
+            in evaluated["stdout"]["generate"])
+    assert re.search(r"The first batch took [0-9.]+ s: about [0-9.]+ (s|min) for all 2", evaluated["stdout"]["generate"])
     assert metrics["w_total"] == pytest.approx(printed["w_total"], rel=1e-6)
     assert metrics["mean_image_l2"] == pytest.approx(printed["mean_image_l2"], rel=1e-6)
     assert metrics["n_samples"] == N_SAMPLES and metrics["resolution"] == RES

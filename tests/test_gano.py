@@ -12,6 +12,7 @@ import torch
 from conftest import ROOT, run_command
 from src.gano import discriminator_loss, gradient_penalty
 from src.models_gano import Discriminator, Generator
+from src.training import STOPPED_EXIT
 
 GANO_TINY = json.loads((ROOT / "exps" / "json" / "gano-debug.json").read_text())
 RES = GANO_TINY["resolution"] - GANO_TINY["npad"]
@@ -201,7 +202,9 @@ def test_a_gano_run_stopped_mid_epoch_resumes_exactly(gano_run, tiny_data, tmp_p
     command = [sys.executable, ROOT / "tests" / "interrupted_train.py", "step", "3", "USR1"]
     result = run_command([*command, "--cfg", ROOT / "exps" / "json" / "gano-debug.json", "--savedir", run_dir],
                          data_dir=tiny_data, TRAIN_SCRIPT="train_gano")
-    assert result.returncode == 0 and "SIGUSR1: stopped at epoch 1, step 3" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == STOPPED_EXIT, result.stderr[-2000:]  # outside Slurm: not finished
+    assert "SIGUSR1: stopped at epoch 1, step 3" in result.stdout
+    assert f"resume it with: python resume_gano.py {run_dir}" in result.stdout
     stopped = torch.load(run_dir / "model.pt", weights_only=True)
     assert (stopped["epoch"], stopped["step"]) == (0, 3) and len(stopped["epoch_losses"]["loss_D"]) == 3
     result = run_command([sys.executable, ROOT / "resume_gano.py", run_dir], data_dir=tiny_data)

@@ -24,6 +24,7 @@ import src.checkpoint
 import train as train_script
 from conftest import ROOT, TINY, assert_same_state, run_command
 from src.noise import build_noise_sampler
+from src.training import STOPPED_EXIT
 
 THREE_EPOCHS = {**TINY, "epochs": 3}
 
@@ -71,7 +72,7 @@ def test_a_run_killed_anywhere_and_restarted_ends_as_if_never_stopped(setup, uni
         ("checkpoint", 1, "KILL"),   # inside the write of epoch 2's model.pt
     ]
     for point, n, name in faults:
-        result = train(setup, run_dir, point, str(n), name, SLURM_JOB_ID=42,
+        result = train(setup, run_dir, point, str(n), name, SLURM_JOB_ID=42, SLURM_JOB_NODELIST="node1",
                        PATH=f"{scontrol.parent}{os.pathsep}{os.environ['PATH']}")
         if name == "KILL":
             assert result.returncode == -signal.SIGKILL, (point, n, result.stderr[-2000:])
@@ -125,7 +126,7 @@ def stopped(setup):
     """A run stopped by SIGUSR1 at epoch 2, step 2, as Slurm's time-limit warning would."""
     run_dir = setup / "stopped"
     result = train(setup, run_dir, "step", "6", "USR1")
-    assert result.returncode == 0 and "stopped at epoch 2, step 2" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == STOPPED_EXIT and "stopped at epoch 2, step 2" in result.stdout, result.stderr[-2000:]
     return run_dir
 
 

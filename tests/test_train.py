@@ -5,16 +5,21 @@ developer's own exps/env.sh (which main.sh sources) cannot redirect the test's r
 """
 
 import json
+import os
 import pickle
 import shutil
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, TINY, run_command, snapshot
+from conftest import ROOT, TINY, command_environment, run_command, snapshot
 from src.config import Arguments, config_from_dict
 from src.data import validation_count
 
@@ -234,4 +239,106 @@ def test_main_sh_needs_savedir(code_copy):
     repo, data, _ = code_copy
     result = run_command(["bash", "main.sh", "sbgm", "x", "json/debug.json"], cwd=repo / "exps", data_dir=data,
                          RUN_LOCAL=1, SAVEDIR=None)
-    assert result.returncode != 0 and "SAVEDIR" in result.stderr
+    assert result.returncode == 2 and "SAVEDIR is not set" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Outside Slurm: the original README's recipe (SLURM_JOB_ID set by hand), stops, finished runs
+
+@pytest.fixture
+def no_slurm_tools(tmp_path):
+    """PATH with an `srun` and an `scontrol` that record their calls and fail, as where Slurm is absent."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("srun", "scontrol"):
+        (tools / tool).write_text(f'#!/bin/sh\necho "{tool} $@" >> {tmp_path / "slurm_calls.log"}\nexit 1\n')
+        (tools / tool).chmod(0o755)
+    return {"PATH": f"{tools}:{Path(sys.executable).parent}:/usr/bin:/bin"}, tmp_path / "slurm_calls.log"
+
+
+def test_a_users_slurm_job_id_runs_the_launchers_in_the_foreground(code_copy, no_slurm_tools, tmp_path):
+    """`SLURM_JOB_ID=123 bash launch_exp.sh ...`, resume_exp.sh and launch_eval.sh, as the original README
+    says to run without Slurm: no srun, and a finished run given again changes nothing."""
+    repo, data, _ = code_copy
+    path, calls = no_slurm_tools
+    savedir, exps = tmp_path / "saved", repo / "exps"
+    result = run_command(["bash", "launch_exp.sh", "sbgm", "lx", "json/debug.json"], cwd=exps, data_dir=data,
+                         SLURM_JOB_ID=123, SAVEDIR=savedir, **path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    run_dir = savedir / "lx" / "123"
+    assert len((run_dir / "results.json").read_text().splitlines()) == TINY["epochs"]
+    assert (run_dir / "code" / "train.py").is_file()  # not RUN_LOCAL: the run's own copy of the code
+
+    before = snapshot(run_dir)
+    for command in (["bash", "resume_exp.sh", "sbgm", "lx", "123"],
+                    [sys.executable, "resume.py", run_dir],
+                    [sys.executable, "train.py", "--cfg", "exps/json/debug.json", "--savedir", run_dir]):
+        result = run_command(command, cwd=exps if command[0] == "bash" else repo, data_dir=data, SLURM_JOB_ID=123,
+                             SAVEDIR=savedir, **path)
+        assert result.returncode == 0, command
+        assert f"{run_dir} is finished: {run_dir / 'model.pt'} is the end of epoch 2 of 2" in result.stdout, command
+        assert snapshot(run_dir) == before, command
+    assert "Resuming" not in result.stdout
+    assert f"Using the config saved in {run_dir / 'config.json'}, not --cfg exps/json/debug.json" in result.stdout
+
+    result = run_command(["bash", "launch_eval.sh", "sbgm", "lx/123", "--mode=generate", "--Ntest=4",
+                          "--val_batch_size=4"], cwd=exps, data_dir=data, SLURM_JOB_ID=123, SAVEDIR=savedir, **path)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (run_dir / "eval" / "metrics.model.w_total.pt.json").is_file()
+    assert not calls.exists(), calls.read_text()
+
+
+def test_a_stopped_local_run_says_how_to_resume_and_requeues_nothing(code_copy, no_slurm_tools, tmp_path):
+    """quickstart.sh (SLURM_JOB_ID set by hand) stopped by SIGTERM: exit 75 (not finished), the resume command,
+    no scontrol; then the printed command finishes the run."""
+    repo, data, _ = code_copy
+    path, calls = no_slurm_tools
+    (repo / "exps" / "json" / "long.json").write_text(json.dumps({**TINY, "epochs": 1000, "record_interval": 1000}))
+    savedir = tmp_path / "saved"
+    run_dir = savedir / "long" / "8"
+    process = subprocess.Popen(["bash", "scripts/quickstart.sh", "long"], cwd=repo, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=command_environment(data, SAVEDIR=savedir, SLURM_JOB_ID=8, **path))
+    deadline = time.time() + 300
+    while not (run_dir / "results.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    trainer = subprocess.run(["pgrep", "-f", f"train.py --cfg .* --savedir {run_dir}"],
+                             capture_output=True, text=True).stdout.split()
+    assert trainer, "train.py is not running"
+    for pid in trainer:
+        os.kill(int(pid), signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 75, stdout[-2000:] + stderr[-3000:]
+    epochs_done = len((run_dir / "results.json").read_text().splitlines())
+    assert f"resume it with: python resume.py {run_dir}" in stdout and "Done." not in stdout
+    resume = f"(cd exps && DATA_DIR={data} SAVEDIR={savedir} bash resume.sh sbgm long 8)"
+    assert f"quickstart.sh: training stopped at epoch {epochs_done + 1}; resume with: {resume}" in stderr
+    assert not calls.exists(), calls.read_text()
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert state["epoch"] * 4 + state["step"] >= 4 * epochs_done  # the stop wrote its step's checkpoint
+
+
+def test_main_sh_checks_config_and_data_before_making_anything(code_copy, tmp_path):
+    repo, data, _ = code_copy
+    savedir = tmp_path / "saved"
+    (repo / "exps" / "json" / "typo.json").write_text(json.dumps({**TINY, "epoch": 3}))
+    (repo / "exps" / "json" / "quoted.json").write_text(json.dumps({**TINY, "rbf_scale": "0.1"}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for cfg, data_dir, message in (("json/typo.json", data, "epoch"), ("json/quoted.json", data, "rbf_scale"),
+                                   ("json/debug.json", empty, f"no .int files under {empty}")):
+        for local in (1, None):  # the checkout, and a run's own copy of the code (Slurm's way)
+            result = run_command(["bash", "main.sh", "sbgm", "x", cfg], cwd=repo / "exps", data_dir=data_dir,
+                                 RUN_LOCAL=local, SLURM_JOB_ID=3, SAVEDIR=savedir)
+            assert result.returncode == 2 and message in result.stderr, (cfg, result.stderr[-2000:])
+            assert not savedir.exists(), cfg
+
+
+def test_quickstart_sh_refuses_extra_arguments(code_copy, tmp_path):
+    repo, data, _ = code_copy
+    result = run_command(["bash", "scripts/quickstart.sh", "gano-quickstart", "--help"], cwd=repo, data_dir=data,
+                         SAVEDIR=tmp_path / "saved")
+    assert result.returncode == 2 and "usage: bash scripts/quickstart.sh" in result.stderr
+    assert not (tmp_path / "saved").exists()
+    result = run_command(["bash", "scripts/quickstart.sh", "--help"], cwd=repo, data_dir=data)
+    assert result.returncode == 0 and "gano-quickstart" in result.stderr

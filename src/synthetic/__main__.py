@@ -11,7 +11,7 @@ dataset of known law of `src.synthetic.grf`, written as ``DIR/grf.npy`` and ``DI
 (train on it with ``DATA_DIR=DIR/grf.npy``; ``--preview`` draws its first 16 functions).
 
 ``--outdir`` writes ``DIR/synthetic_00000.int`` ... (see `src.synthetic.write_dataset`) and
-prints a one-line summary. It refuses (exit status 1, naming the file) to replace existing
+prints a one-line summary. It refuses (exit status 2, naming the file) to replace existing
 files unless ``--overwrite`` is given, and warns when ``DIR`` holds other ``.int`` files,
 since `src.data.load_volcano` reads every ``.int`` file under its root.
 
@@ -102,7 +102,7 @@ def _write_files(outdir: Path, n: int, seed: int, overwrite: bool) -> int:
         paths = write_dataset(outdir, n, seed=seed, overwrite=overwrite)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     written = set(paths)
     others = [path for path in outdir.rglob("*.int") if path not in written]
     if others:
@@ -124,7 +124,7 @@ def _write_grf(arguments: argparse.Namespace) -> int:
             path = write_grf_dataset(arguments.outdir, arguments.n, arguments.seed, arguments.law, arguments.overwrite)
         except FileExistsError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 1
+            return 2
         print(f"wrote {arguments.n} functions of shape {(arguments.resolution,) * 2 + (arguments.channels,)} "
               f"(seed {arguments.seed}) to {path}, their law to {dataset_paths(arguments.outdir)[1]}")
     if arguments.preview is not None:
