@@ -48,12 +48,11 @@ import numpy as np
 import torch
 
 from src.config import SAMPLER_KEYS, ConfigError, load_config, parse_key_value, with_sampler
-from src.data import FRAME_SIZE
 from src.evaluation import (GT_STATS, EvaluationError, check_experiment, evaluate_samples, figure_stem,
                             find_sample_factors, format_metrics, gt_stats_name, load_model, metrics_name,
                             read_pickle, read_stats, same_stats, samples_name, samples_record, stats_name)
 from src.distributed import default_device
-from src.experiment import build_noise, load_data, network_evaluations, sample
+from src.experiment import build_noise, load_data, native_side, network_evaluations, sample
 from src.files import write_outputs
 from src.metrics import function_stats, mean_image_metrics, wasserstein_metrics
 from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
@@ -156,10 +155,11 @@ def run_superres(cli, args, exp_dir: Path, savedir: Path, data_dir, device) -> l
     if not data_dir:
         raise EvaluationError("--mode=superres needs the environment variable DATA_DIR (the ground truth at "
                               f"{factor} x the resolution comes from the data)")
-    if args.metric_kind == "circular" and factor * args.resize_to > FRAME_SIZE:
-        print(f"note: the ground truth at {factor * args.resize_to} px is interpolated from the "
-              f"{FRAME_SIZE} px files, so it has no detail finer than theirs")
     real = load_data(args, data_dir, factor)[0]
+    native = native_side(args, data_dir)
+    if factor * args.resize_to > native:
+        print(f"note: the ground truth at {factor * args.resize_to} px is interpolated from the data's "
+              f"{native} px grid, so it has no detail finer than that grid's")
     real_stats = function_stats(real, args.metric_kind)
     samples, epoch = sample_checkpoint(cli, args, exp_dir, factor, device)
     metrics, stats = evaluate_samples(samples, real_stats, real)

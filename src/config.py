@@ -25,6 +25,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.data import DATA_GRIDS
 from src.diffusion import LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES, TRAINING_LEVELS
 from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 
@@ -63,6 +64,7 @@ class CommonArguments:
     data_format: Optional[str] = None       # 'volcano' (DATA_DIR a folder of .int files) or 'array' (a .npy / .pt file); null = from DATA_DIR, written to config.json
     data_key: Optional[str] = None          # array: the tensor of a .pt file's dict; null = its only tensor
     channels_last: Optional[bool] = None    # array: (N, H, W, C) if true, (N, C, H, W) if false; null = the layout whose grid is square
+    data_grid: str = "points"               # array: 'points' (a pixel is the value at (i / side, j / side), the noise's grid) or 'cells' (its cell's average: resized as an image); Volcano: the original's resize
     channels: Optional[int] = None          # channels of the functions and the networks (Volcano: 2); null = the data's, written to config.json
 
     # --- noise distribution (Gaussian random field)
@@ -177,6 +179,7 @@ def _check_values(args: CommonArguments) -> None:
     require(args.resize_to > args.npad, "resolution",
             f"must be larger than npad = {args.npad} (data is cropped to resolution - npad)")
     require(args.data_format in DATA_FORMATS, "data_format", f"must be one of {list(DATA_FORMATS)}")
+    require(args.data_grid in DATA_GRIDS, "data_grid", f"must be one of {list(DATA_GRIDS)}")
     require(args.channels is None or args.channels >= 1, "channels", "must be null or positive")
     require(0.0 < args.fmult <= 1.0, "fmult", "must be in (0, 1]")
     require(args.rbf_scale > 0, "rbf_scale", "must be positive")

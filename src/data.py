@@ -14,7 +14,12 @@ An array dataset is one ``.npy`` file, or one ``.pt`` file holding a tensor or a
 
 Both kinds are resized to ``resolution`` and cropped to their top-left ``resolution - npad``
 square by `resize_and_crop`, and come out channels last: (N, res, res, C), with C = 2,
-(cos, sin), for Volcano.
+(cos, sin), for Volcano. How a resize reads a pixel is the data's grid (`DATA_GRIDS`):
+'points', the value of the function at (i / side, j / side), the grid of the noise's kernels
+(src/noise.py; GANO's Neumann field sits at cell centres) and of point-sampled datasets, whose coarse files are their fine ones at every
+k-th point (array data by default); or 'cells', the function over the cell
+[i / side, (i + 1) / side) x [j / side, (j + 1) / side), resized as images are (Volcano, as the
+original did).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ FILE_DTYPE = np.dtype("<f4")
 FILE_BYTES = FRAME_SIZE * FRAME_SIZE * 2 * FILE_DTYPE.itemsize
 # Below this many files the progress bar is noise rather than information.
 _PROGRESS_BAR_MIN_FILES = 256
+# How a pixel is read when resizing (see the module docstring): the point (i / side, j / side), or the cell from there.
+DATA_GRIDS = ("points", "cells")
 
 
 def read_interferogram_phase(path: str | Path) -> np.ndarray:
@@ -168,26 +175,76 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
         np.cos(phase, out=unit_vectors[index, 0])
         np.sin(phase, out=unit_vectors[index, 1])
 
-    unit_vectors = resize_and_crop(torch.from_numpy(unit_vectors), resolution, npad, antialias=multilook)
+    unit_vectors = resize_and_crop(torch.from_numpy(unit_vectors), resolution, npad, grid="cells",
+                                   antialias=multilook)
     if multilook and resolution != FRAME_SIZE:
         phase = torch.atan2(unit_vectors[..., 1], unit_vectors[..., 0])
         unit_vectors = torch.stack([torch.cos(phase), torch.sin(phase)], dim=-1)
     return unit_vectors
 
 
-def resize_and_crop(x: torch.Tensor, resolution: int, npad: int, antialias: bool) -> torch.Tensor:
-    """Functions x (N, C, side, side), channels first, resized bilinearly to ``resolution`` and
-    cropped to the top-left ``resolution - npad`` square: (N, res, res, C), channels last.
+def resize_and_crop(x: torch.Tensor, resolution: int, npad: int, grid: str = "cells",
+                    antialias: bool = False) -> torch.Tensor:
+    """Functions x (N, C, side, side), channels first, resized to ``resolution`` and cropped to the
+    top-left ``resolution - npad`` square: (N, res, res, C), channels last.
 
-    ``antialias`` averages over each output pixel's footprint when downsampling; without it a
-    bilinear resize reads only the 2 x 2 input pixels nearest each output pixel.
+    ``grid`` 'cells': a bilinear image resize (``align_corners=False``); ``antialias`` averages
+    over each output pixel's footprint when downsampling, without it the resize reads only the
+    2 x 2 input pixels nearest each output pixel. 'points': `resample_points` (``antialias`` must
+    be False: point data are subsampled, not averaged). At the native size both are the identity.
     """
+    if grid not in DATA_GRIDS:
+        raise ValueError(f"grid must be one of {list(DATA_GRIDS)}, got {grid!r}")
+    if grid == "points" and antialias:
+        raise ValueError("antialias applies to the 'cells' grid only: point data are subsampled")
     if x.shape[-1] != resolution:
-        # Skipped at the native size, where bilinear resizing is the identity.
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                          antialias=antialias)
+        # Skipped at the native size, where either resize is the identity.
+        if grid == "points":
+            x = resample_points(x, resolution)
+        else:
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                              antialias=antialias)
     cropped = resolution - npad
     return x[:, :, :cropped, :cropped].permute(0, 2, 3, 1).contiguous()
+
+
+def resample_points(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Functions known at the points (i / n, j / n), i, j = 0 .. n-1, of the unit square, at the
+    points (i / size, j / size) instead: their bilinear interpolant evaluated there.
+
+    When ``size`` divides n this is every (n / size)-th point, exactly (which is what the coarse
+    file of a point-sampled dataset holds); when n divides ``size`` the fine point
+    (size / n) i is the point i, exactly. Downsampling by any other ratio evaluates the
+    interpolant too, without averaging: the coarse grid of point data is points of the same
+    function, and averaging would change their values (a two-valued coefficient field would
+    take values between its two).
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (N, C, n, n), floating point, finite
+    size : int
+        Side of the output grid, >= 1.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, C, size, size), of x's dtype
+    """
+    n = x.shape[-1]
+    # Point j sits at the index coordinate t = j n / size = low + remainder / size, split in integers
+    # so that a shared point gets the weight 0 exactly (and lerp returns its value bit for bit).
+    scaled = torch.arange(size, device=x.device) * n
+    low = scaled // size
+    weight = (scaled % size).to(x.dtype) / size
+    # Past the last point, t in (n - 1, n) (x in ((n - 1) / n, 1)), the value of the last point. The grid
+    # stops short of x = 1, so these are outside the data: the constant continuation never leaves
+    # the data's range, which linear extrapolation does (a two-valued field would get a third value),
+    # and it is what the 'cells' resize does at its edge. Wrapping round to point 0 is right only for
+    # periodic data, which a file does not declare. Few configs keep these points: there are
+    # ceil(size / n) - 1 of them a side, none at a training side up to the data's, and fewer than the
+    # factor x npad rows and columns that super-resolution from there crops, when npad >= 1.
+    high = (low + 1).clamp(max=n - 1)
+    rows = torch.lerp(x.index_select(-2, low), x.index_select(-2, high), weight[:, None])
+    return torch.lerp(rows.index_select(-1, low), rows.index_select(-1, high), weight)
 
 
 ARRAY_SUFFIXES = (".npy", ".pt")
@@ -236,9 +293,10 @@ def read_array(path: str | Path, key: str | None = None) -> np.ndarray | torch.T
     return content[key]
 
 
-def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | None) -> bool:
+def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | None, announce: bool = True) -> bool:
     """Whether an array of ``shape`` (N, a, b, c) is channels first (N, C, H, H), from
-    ``channels_last`` or, when that is None, from the one layout whose grid is square (printed).
+    ``channels_last`` or, when that is None, from the one layout whose grid is square (printed
+    if ``announce``).
 
     Raises
     ------
@@ -261,18 +319,47 @@ def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | 
         raise ValueError(f"{path}: shape {tuple(shape)} has no square grid: neither (N, H, W, C) nor (N, C, H, W) "
                          "with H = W")
     first = b == c
-    print(f"{Path(path).name}: shape {tuple(shape)} read as channels-{'first' if first else 'last'}: "
-          f"{a if first else c} channel(s) on a {b} x {b} grid (set channels_last to choose)")
+    if announce:
+        print(f"{Path(path).name}: shape {tuple(shape)} read as channels-{'first' if first else 'last'}: "
+              f"{a if first else c} channel(s) on a {b} x {b} grid (set channels_last to choose)")
     return first
 
 
+def grid_layout(where: str, shape: tuple, channels_last: bool | None, announce: bool = True) -> tuple[bool, int]:
+    """(channels first, side of the square grid) of an array dataset of ``shape``: (N, H, H) is one
+    channel, channels first; (N, a, b, c) as `channels_first_layout` reads it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``where``: a rank other than 3 or 4, a grid that is not square, an ambiguous layout.
+    """
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
+    if len(shape) == 3:
+        if shape[1] != shape[2]:
+            raise ValueError(f"{where} has shape {shape}: a {shape[1]} x {shape[2]} grid, not a square one")
+        return True, shape[1]
+    first = channels_first_layout(where, shape, channels_last, announce)
+    return first, shape[2] if first else shape[1]
+
+
+def array_side(path: str | Path, channels_last: bool | None = None, key: str | None = None) -> int:
+    """Side of the square grid of an array dataset (its native resolution), from its shape alone:
+    a ``.npy`` file's header is all that is read. Raises as `load_functions` does for the shape."""
+    array = read_array(path, key)
+    where = f"{path}" + (f" ['{key}']" if key is not None else "")
+    return grid_layout(where, tuple(array.shape), channels_last, announce=False)[1]
+
+
 def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, channels_last: bool | None = None,
-                   key: str | None = None) -> torch.Tensor:
+                   key: str | None = None, grid: str = "points") -> torch.Tensor:
     """Load the first ``ntrain`` functions of an array dataset (see the module docstring).
 
-    Each is resized bilinearly (antialiased when downsampling) from its square grid, of any
-    side, to ``resolution`` and cropped to its top-left ``resolution - npad`` square, as
-    `load_volcano` does.
+    Each is resized from its square grid, of any side, to ``resolution`` and cropped to its
+    top-left ``resolution - npad`` square, as `load_volcano` does: on the grid of points (the
+    bilinear interpolant of the points evaluated at the new ones, `resample_points`), or, with
+    ``grid`` 'cells', as an image (bilinear, antialiased when downsampling).
 
     Parameters
     ----------
@@ -287,6 +374,9 @@ def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, ch
         whose grid is square. A 3-D array (N, H, W) is one channel.
     key : str or None
         The tensor of a ``.pt`` dict; None = its only tensor.
+    grid : {'points', 'cells'}
+        What a pixel of the file is: the function's value at (i / side, j / side), or its
+        value over the cell from there (see the module docstring).
 
     Returns
     -------
@@ -306,19 +396,13 @@ def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, ch
     array = read_array(path, key)
     where = f"{path}" + (f" ['{key}']" if key is not None else "")
     shape = tuple(array.shape)
-    if len(shape) not in (3, 4):
-        raise ValueError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
+    first, side = grid_layout(where, shape, channels_last)
     # Integers and floats of either library; not complex numbers, booleans or objects.
     dtype = array.dtype if isinstance(array, np.ndarray) else torch.empty(0, dtype=array.dtype).numpy().dtype
     if dtype.kind not in "iuf":
         raise ValueError(f"{where} holds {array.dtype} values, not real numbers")
     if len(shape) == 3:
-        if shape[1] != shape[2]:
-            raise ValueError(f"{where} has shape {shape}: a {shape[1]} x {shape[2]} grid, not a square one")
-        first = True
         array = array[:, None]
-    else:
-        first = channels_first_layout(where, shape, channels_last)
     if shape[0] < ntrain:
         raise ValueError(f"ntrain={ntrain} but {where} holds only {shape[0]} functions")
     # A copy, in float32: the memory map of a .npy file is read-only.
@@ -331,8 +415,8 @@ def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, ch
                          f"({int((~finite).sum())} of the first {ntrain} functions)")
     if not first:
         x = x.permute(0, 3, 1, 2)
-    side = x.shape[-1]
-    return resize_and_crop(x.contiguous(), resolution, npad, antialias=resolution < side)
+    return resize_and_crop(x.contiguous(), resolution, npad, grid=grid,
+                           antialias=grid == "cells" and resolution < side)
 
 
 def validation_count(n_frames: int, val_size: float) -> int:

@@ -15,7 +15,8 @@ from dataclasses import replace
 import torch
 
 from src.config import Arguments, CommonArguments, ConfigError, GANOArguments
-from src.data import is_array_file, keyed_generator, load_functions, load_volcano, split_train_valid
+from src.data import (FRAME_SIZE, array_side, is_array_file, keyed_generator, load_functions, load_volcano,
+                      split_train_valid)
 from src.diffusion import annealed_langevin, edm_levels, flow_evaluations, probability_flow, sigma_schedule
 from src.distributed import World
 from src.models_gano import Discriminator, Generator
@@ -28,8 +29,9 @@ def load_data(args: CommonArguments, data_dir: str, factor: int = 1) -> tuple[to
     """Training and validation functions (N, res, res, C), res = factor * args.data_resolution.
 
     ``data_dir`` is a folder of Volcano ``.int`` files, or an array file (``.npy``, ``.pt``) of
-    any functions. ``factor`` > 1 gives the ground truth for super-resolution: the functions
-    resized to factor x resolution and cropped by factor x npad, the same region at a finer grid.
+    any functions, resized on the config's ``data_grid``. ``factor`` > 1 gives the ground truth
+    for super-resolution: the functions resized to factor x resolution and cropped by factor x
+    npad, the same region at a finer grid (interpolated above `native_side`).
 
     Raises
     ------
@@ -45,13 +47,21 @@ def load_data(args: CommonArguments, data_dir: str, factor: int = 1) -> tuple[to
     resolution, npad = factor * args.resize_to, factor * args.npad
     if data_format == "array":
         x = load_functions(data_dir, args.ntrain, resolution, npad, channels_last=args.channels_last,
-                           key=args.data_key)
+                           key=args.data_key, grid=args.data_grid)
     else:
         x = load_volcano(data_dir, ntrain=args.ntrain, resolution=resolution, npad=npad, multilook=args.multilook)
     if args.channels is not None and x.shape[-1] != args.channels:
         raise ConfigError(f"config key 'channels' = {args.channels}, but the functions of DATA_DIR={data_dir} "
                           f"have {x.shape[-1]}")
     return split_train_valid(x, args.val_size, seed=args.seed)
+
+
+def native_side(args: CommonArguments, data_dir: str) -> int:
+    """Side of the grid the data are stored on (Volcano: 128 px; an array file: its grid's side,
+    from its shape): above it, resized data are interpolated, with no finer detail."""
+    if data_format_of(data_dir) == "volcano":
+        return FRAME_SIZE
+    return array_side(data_dir, channels_last=args.channels_last, key=args.data_key)
 
 
 DATA_FORMAT_DESCRIPTIONS = {"volcano": "a folder of .int files", "array": "an array file"}

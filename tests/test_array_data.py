@@ -12,10 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.integrate import quad
+from scipy.interpolate import RegularGridInterpolator
 from scipy.stats import kstest, norm, wasserstein_distance
 
 from conftest import ROOT, TINY, run_command, snapshot
+from src.config import config_from_dict
 from src.data import load_functions
+from src.experiment import load_data, native_side
 from src.metrics import (field_metrics, field_stats, log_spectrum_distance, radial_average, validation_metrics,
                          power_spectrum)
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset
@@ -29,14 +32,38 @@ def functions(n=6, channels=3, side=20, seed=0):
     return (rng.normal(size=(n, side, side, channels)) + np.linspace(0, 1, side)[:, None, None]).astype(np.float32)
 
 
-def expected_load(channels_last_values, resolution, npad):
-    """The loader's result by hand: bilinear (antialiased when downsampling), top-left crop."""
-    x = torch.from_numpy(channels_last_values).permute(0, 3, 1, 2)
-    side = x.shape[-1]
-    if side != resolution:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                          antialias=resolution < side)
-    return x[:, :, :resolution - npad, :resolution - npad].permute(0, 2, 3, 1)
+def expected_load(channels_last_values, resolution, npad, grid="points"):
+    """The loader's result by independent means, then the top-left crop. 'cells': torch's image
+    resize, bilinear (antialiased when downsampling). 'points': scipy's linear interpolant of the
+    points i / side evaluated at j / resolution, clamped to the last point beyond it."""
+    side = channels_last_values.shape[1]
+    if grid == "cells":
+        x = torch.from_numpy(channels_last_values).permute(0, 3, 1, 2)
+        if side != resolution:
+            x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                              antialias=resolution < side)
+        x = x.permute(0, 2, 3, 1)
+    else:
+        points = np.arange(side) / side
+        query = np.minimum(np.arange(resolution) / resolution, points[-1])
+        at = np.stack(np.meshgrid(query, query, indexing="ij"), axis=-1)
+        x = torch.from_numpy(np.stack([RegularGridInterpolator((points, points), v.astype(np.float64))(at)
+                                       for v in channels_last_values]).astype(np.float32))
+    return x[:, :resolution - npad, :resolution - npad]
+
+
+def smooth(x, y):
+    """A smooth function of the unit square, not periodic; |f_xx| <= 4 pi^2, |f_yy| <= pi^2."""
+    return np.sin(2 * np.pi * x) * np.cos(np.pi * y) + x * y
+
+
+def point_sampled(side, channels=2):
+    """(2, side, side, channels) float32: ``smooth`` and its negative plus 1 at the points (i / side, j / side),
+    as a point-sampled dataset's file of that side holds them."""
+    t = np.arange(side) / side
+    f = smooth(t[:, None], t[None, :])
+    return np.stack([np.stack([f * (c + 1) for c in range(channels)], -1),
+                     np.stack([1 - f * (c + 1) for c in range(channels)], -1)]).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -61,11 +88,64 @@ def test_array_files_load_in_either_layout_to_the_same_functions(tmp_path, capsy
     torch.testing.assert_close(load_functions(path, 5, 16, 2, channels_last=layout == "last"), loaded)
 
 
-def test_a_three_axis_array_is_one_channel_and_upsampling_is_plain_bilinear(tmp_path):
+@pytest.mark.parametrize("grid", ["points", "cells"])
+def test_a_three_axis_array_is_one_channel_and_upsampling_is_bilinear(tmp_path, grid):
     values = functions(n=3, channels=1, side=8)
     np.save(tmp_path / "a.npy", values[..., 0].astype(np.float64))
-    loaded = load_functions(tmp_path / "a.npy", ntrain=3, resolution=16, npad=0)
-    torch.testing.assert_close(loaded, expected_load(values, 16, 0))
+    loaded = load_functions(tmp_path / "a.npy", ntrain=3, resolution=16, npad=0, grid=grid)
+    torch.testing.assert_close(loaded, expected_load(values, 16, 0, grid))
+
+
+@pytest.mark.parametrize("grid", ["points", "cells"])
+@pytest.mark.parametrize("side, resolution, npad", [(20, 16, 2), (32, 16, 0), (8, 12, 0), (16, 32, 3), (12, 9, 1)])
+def test_both_grids_resize_as_independent_references(tmp_path, grid, side, resolution, npad):
+    values = functions(n=3, channels=2, side=side)
+    np.save(tmp_path / "a.npy", values)
+    loaded = load_functions(tmp_path / "a.npy", 3, resolution, npad, grid=grid)
+    torch.testing.assert_close(loaded, expected_load(values, resolution, npad, grid), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("grid", ["points", "cells"])
+def test_the_native_size_is_the_identity(tmp_path, grid):
+    values = functions(n=3, channels=2, side=12)
+    np.save(tmp_path / "a.npy", values)
+    assert torch.equal(load_functions(tmp_path / "a.npy", 3, 12, 0, grid=grid), torch.from_numpy(values))
+
+
+def test_point_data_resize_to_their_own_points(tmp_path):
+    """The half-pixel test: a smooth function sampled at i / 32 and at i / 16 (the 'coarse file')."""
+    fine, coarse = point_sampled(32), point_sampled(16)
+    np.save(tmp_path / "32.npy", fine)
+    np.save(tmp_path / "16.npy", coarse)
+    # Downsampling by a whole ratio is subsampling: the coarse file, bit for bit.
+    assert torch.equal(load_functions(tmp_path / "32.npy", 2, 16, 0), torch.from_numpy(coarse))
+    # Upsampling keeps the coarse points exactly, and elsewhere is the function to the accuracy of
+    # bilinear interpolation, h^2 / 8 (|f_xx| + |f_yy|) with h = 1/16, scaled by the channel's factor 2.
+    up = load_functions(tmp_path / "16.npy", 2, 32, 0)
+    assert torch.equal(up[:, ::2, ::2], torch.from_numpy(coarse))
+    bound = 2 * (1 / 16) ** 2 / 8 * (4 * np.pi ** 2 + np.pi ** 2)
+    interior = (up - torch.from_numpy(fine))[:, :31, :31].abs().max()
+    assert interior <= bound
+    # Past the last point (31 / 32 > 15 / 16): the last point's value.
+    assert torch.equal(up[:, 31], up[:, 30]) and torch.equal(up[:, :, 31], up[:, :, 30])
+    # Between the points (a ratio of 4 / 3): still the function, to interpolation accuracy at h = 1/32.
+    third = load_functions(tmp_path / "32.npy", 2, 24, 0)
+    assert (third - torch.from_numpy(point_sampled(24))).abs().max() <= bound / 4
+    # The image resize reads the pixels as cells: half a fine pixel off, far beyond that accuracy.
+    cells = load_functions(tmp_path / "16.npy", 2, 32, 0, grid="cells")
+    assert (cells - torch.from_numpy(fine))[:, :31, :31].abs().max() > 2 * bound
+    assert not torch.equal(load_functions(tmp_path / "32.npy", 2, 16, 0, grid="cells"), torch.from_numpy(coarse))
+
+
+def test_load_data_resizes_on_the_config_grid_and_native_side_reads_the_shape(tmp_path, tiny_data):
+    np.save(tmp_path / "16.npy", point_sampled(16).transpose(0, 3, 1, 2))  # channels first
+    for grid in ("points", "cells"):
+        args = config_from_dict({**TINY, "ntrain": 2, "val_size": 0.0, "resolution": 32, "npad": 0, "data_grid": grid})
+        train, _ = load_data(args, str(tmp_path / "16.npy"))
+        torch.testing.assert_close(train.sort(dim=0).values,
+                                   expected_load(point_sampled(16), 32, 0, grid).sort(dim=0).values)
+        assert native_side(args, str(tmp_path / "16.npy")) == 16 and native_side(args, str(tiny_data)) == 128
+    assert config_from_dict({}).data_grid == "points"  # the default, also of configs from before the key
 
 
 def test_a_pt_dict_takes_its_tensor_by_data_key(tmp_path):
@@ -297,6 +377,9 @@ def test_training_and_evaluation_on_an_array_file(tmp_path, array_file, method):
         result = run_command([sys.executable, ROOT / eval_script, f"--exp_name={run}", f"--savedir={run / 'eval'}",
                               f"--mode={mode}", "--Ntest=6", "--val_batch_size=3"], data_dir=array_file)
         assert result.returncode == 0, f"{mode}: {result.stderr[-3000:]}"
+        # The 2x ground truth (32 px) is finer than the file's 16 px grid: said once, by superres alone.
+        noted = "ground truth at 32 px is interpolated from the data's 16 px grid"
+        assert result.stdout.count(noted) == (mode == "superres"), result.stdout
     assert snapshot(run, skip="eval") == before
     savedir = run / "eval"
     with open(savedir / "samples.model.w_total.pt.pkl", "rb") as f:

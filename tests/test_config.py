@@ -110,6 +110,7 @@ def test_paper_configs_hold_the_paper_values():
     ({"lr": 0.0}, "lr"),
     ({"lr_schedule": "linear"}, "lr_schedule"),
     ({"multilook": "sometimes"}, "multilook"),
+    ({"data_grid": "pixels"}, "data_grid"),
 ])
 def test_bad_configs_name_the_key(values, culprit):
     with pytest.raises(ConfigError, match=culprit):

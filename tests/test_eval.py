@@ -160,6 +160,8 @@ def test_superres_samples_on_a_twice_finer_grid(evaluated):
     assert not np.array_equal(gt_2x["var"], gt["var"])
     np.testing.assert_allclose(gt_2x["var"], gt["var"], atol=0.1)
     assert_distances_printed(printed_metrics(evaluated["stdout"]["superres"]), gt_2x, stats)
+    # 32 px is within the 128 px files' grid: no note that the ground truth is interpolated.
+    assert "interpolated" not in evaluated["stdout"]["superres"]
 
 
 @pytest.mark.parametrize("postfix", ["", "_2x"])
