@@ -38,6 +38,12 @@ atomically (a temporary file, then a rename), so a failed run leaves earlier res
 Runs on CUDA when present, else on the CPU.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import argparse
 import math
 import os

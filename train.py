@@ -13,6 +13,12 @@ lines hold the mean training loss, ``loss_valid`` (the validation split's loss w
 weights, the same weights as ``loss``) and ``loss_valid_ema`` (with the EMA, which samples).
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 import torch

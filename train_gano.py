@@ -17,6 +17,12 @@ of ``loss_D``, ``wasserstein`` (the discriminator's estimate E D(u) - E D(G(z)))
 ``gradient_penalty`` and ``loss_G``.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 import torch
