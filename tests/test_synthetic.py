@@ -230,7 +230,7 @@ def test_python_m_src_synthetic_writes_the_library_files(tmp_path, monkeypatch, 
 def test_command_line_refuses_warns_and_overwrites(tmp_path, capsys):
     outdir = tmp_path / "cli"
     write_dataset(outdir, 3, seed=4)
-    assert command_line.main(["--outdir", str(outdir), "--n", "3"]) == 1
+    assert command_line.main(["--outdir", str(outdir), "--n", "3"]) == 2
     assert f"refusing to overwrite {outdir / 'synthetic_00000.int'}" in capsys.readouterr().err
 
     (outdir / "other.int").write_bytes(b"")
