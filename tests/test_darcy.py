@@ -109,9 +109,18 @@ def test_the_command_line_writes_the_dataset_and_refuses_to_overwrite_it(tmp_pat
     np.testing.assert_array_equal(np.load(tmp_path / "darcy.npy"), PROBLEM.sample(4, seed=5))
 
 
+def test_the_solution_is_proportional_to_the_forcing(tmp_path):
+    assert command_line.main(["--kind", "darcy", "--outdir", str(tmp_path), "--n", "3", "--resolution", "16",
+                              "--forcing", "150"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "darcy.npy"), 150 * PROBLEM.sample(3), rtol=1e-5)
+    assert read_problem(tmp_path) == DarcyProblem(resolution=16, forcing=150.0)
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--kind", "darcy", "--outdir", "x", "--resolution", "1"], "need resolution >= 2"),
     (["--kind", "darcy", "--outdir", "x", "--channels", "2"], "--channels is for --kind grf"),
+    (["--kind", "grf", "--outdir", "x", "--forcing", "2"], "--forcing is for --kind darcy"),
+    (["--kind", "darcy", "--outdir", "x", "--forcing", "0"], "the forcing must be positive"),
 ])
 def test_the_command_line_rejects_bad_arguments(arguments, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

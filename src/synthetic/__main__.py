@@ -5,7 +5,7 @@ From the repository root::
     python -m src.synthetic --outdir DIR [--n 4096] [--seed 0] [--overwrite]
     python -m src.synthetic --preview assets/synthetic_samples.png [--seed 0]
     python -m src.synthetic --kind grf --outdir DIR [--n 4096] [--seed 0] [--resolution 64] [--channels 1]
-    python -m src.synthetic --kind darcy --outdir DIR [--n 4096] [--seed 0] [--resolution 64]
+    python -m src.synthetic --kind darcy --outdir DIR [--n 4096] [--seed 0] [--resolution 64] [--forcing 1]
 
 ``--kind volcano`` (the default) is the synthetic Volcano interferograms; ``--kind grf`` the
 dataset of known law of `src.synthetic.grf`, written as ``DIR/grf.npy`` and ``DIR/grf.json``
@@ -93,6 +93,8 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resolution", type=int, default=GRFLaw.resolution,
                         help="grf, darcy: side of the grid (default 64)")
     parser.add_argument("--channels", type=int, default=None, help=f"grf: channels (default {GRFLaw.channels})")
+    parser.add_argument("--forcing", type=float, default=None,
+                        help=f"darcy: the source f (default {DarcyProblem.forcing:g}, FNO's); u is proportional to it")
     parser.add_argument("--preview", type=Path, metavar="PNG",
                         help=f"draw the first {PREVIEW_FRAMES} frames of the seed to this PNG (replaced if it exists)")
     arguments = parser.parse_args(argv)
@@ -102,14 +104,16 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--n must be at least 1, got {arguments.n}")
     if arguments.seed < 0:
         parser.error(f"--seed must be non-negative, got {arguments.seed}")
-    if arguments.channels is not None and arguments.kind != "grf":
-        parser.error(f"--channels is for --kind grf; --kind {arguments.kind} has its own channels")
+    for option, kind in (("channels", "grf"), ("forcing", "darcy")):
+        if getattr(arguments, option) is not None and arguments.kind != kind:
+            parser.error(f"--{option} is for --kind {kind}, not --kind {arguments.kind}")
     try:
         if arguments.kind == "grf":
             channels = GRFLaw.channels if arguments.channels is None else arguments.channels
             arguments.dataset = GRFLaw(resolution=arguments.resolution, channels=channels)
         elif arguments.kind == "darcy":
-            arguments.dataset = DarcyProblem(resolution=arguments.resolution)
+            forcing = DarcyProblem.forcing if arguments.forcing is None else arguments.forcing
+            arguments.dataset = DarcyProblem(resolution=arguments.resolution, forcing=forcing)
     except ValueError as error:
         parser.error(str(error))
     return arguments

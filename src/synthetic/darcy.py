@@ -45,6 +45,7 @@ the same for any --n.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,13 +72,15 @@ class DarcyProblem:
     low: float = 3.0            # a where g < 0
     grf_alpha: float = 2.0      # g ~ N(0, (-Laplacian + grf_tau^2)^(-grf_alpha)), Neumann, mean removed
     grf_tau: float = 3.0
-    forcing: float = 1.0        # f, constant
+    forcing: float = 1.0        # f, constant (FNO's 1); u is proportional to it
 
     def __post_init__(self):
         if self.resolution < 2:
             raise ValueError(f"need resolution >= 2 (an interior node), got {self.resolution}")
         if not (self.high > 0 and self.low > 0):
             raise ValueError(f"the coefficient must be positive: got high={self.high}, low={self.low}")
+        if not (math.isfinite(self.forcing) and self.forcing > 0):
+            raise ValueError(f"the forcing must be positive and finite, got {self.forcing}")
         if not (self.grf_alpha > 1 and self.grf_tau > 0):
             raise ValueError(f"need grf_alpha > 1 and grf_tau > 0, got {self.grf_alpha} and {self.grf_tau}")
 
