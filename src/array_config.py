@@ -26,13 +26,14 @@ and Euler sampler with churn), with what depends on the data set from the data:
   v^T M v + sigma_1 v^T C v, which differ by at most a factor 2 when sigma_1 is this
   (about the mean, not the spread: the noise has mean 0, so the data's mean must be hidden too).
   It is the function-space form of "sigma_1 must cover the data's spread": white noise and
-  data of amplitude A give A^2 times the largest principal variance. Song and Ermon's rule
-  ("Improved techniques for training score-based generative models", 2020: sigma_1 the largest
-  distance between two training functions) asks for more: in the noise's norm that distance
-  squared sums the variances of every direction instead of taking the largest (on a Darcy
-  file, 0.0009 against 0.0013 here, but 1343 against 65 on the synthetic Volcano frames at
-  rbf_scale 0.1, where the quickstart's tuned 20 is below both), a level the sampler would
-  spend its steps above. benchmarks/RESULTS.md, "Your own data", measures the samples.
+  data of amplitude A give A^2 times the data's largest principal second moment. Song and
+  Ermon's rule ("Improved techniques for training score-based generative models", 2020:
+  sigma_1 the largest distance between two training functions, squared here, sigma being a
+  variance) differs twice: in the noise's norm a squared distance sums the variances of every
+  direction instead of taking the largest, which grows with the grid (for white noise, res^2
+  times a pixel's variance), and it ignores the data's mean, which the sampler, starting
+  from noise of mean 0, must cover too (Darcy-flow solutions are all positive).
+  benchmarks/RESULTS.md, "Your own data", compares the two and measures the samples.
 - ``sigma_L`` = sigma_1 / 1000 and ``epsilon`` = sigma_L / 2: the quickstart's ratios (20 to
   0.02, and 0.01), so that its 35 Euler steps and its Langevin step rule cover the same range
   of noise at any amplitude of the data.
@@ -41,7 +42,9 @@ and Euler sampler with churn), with what depends on the data set from the data:
   as many optimiser steps as 30 epochs of 256 functions (`REFERENCE_FUNCTIONS`,
   `REFERENCE_EPOCHS`), at least one epoch, and ``record_interval`` a third of them.
 
-The data are used as they are, not normalised, as training uses them.
+The data are used as they are, not normalised, as training uses them. Their amplitude matters to
+the network, whose other inputs (the grid, the noise level's embedding) are of order 1: a root
+mean square outside `AMPLITUDE_RANGE` is warned about, with the factor that brings it to 1.
 
 Wrong input (a file the loader refuses, an existing --out) stops with a one-line message that
 names it and exit status 2; nothing is written.
@@ -75,6 +78,10 @@ NPAD_FRACTION = 1 / 16              # npad / resolution: the paper's 8 at 128 px
 RULE_MAX_SIDE = 64
 RULE_MAX_FUNCTIONS = 1024
 SIGNIFICANT_DIGITS = 3
+# Root mean squares of the data outside this range are warned about: the network's other inputs
+# (the grid, the noise level's embedding) are of order 1, and it learns far smaller or larger
+# functions slowly (benchmarks/RESULTS.md, "Your own data": Darcy flow at 0.0068).
+AMPLITUDE_RANGE = (0.1, 10.0)
 
 
 class ArrayConfigError(ValueError):
@@ -128,7 +135,7 @@ def file_shape(path: Path, data_key: str | None, channels_last: bool | None) -> 
 
 
 def starting_config(path: Path, data_key: str | None = None, channels_last: bool | None = None
-                    ) -> tuple[dict, dict]:
+                    ) -> tuple[dict, dict, list[str]]:
     """The config of the module docstring for the array file ``path``, and why each key is what it is.
 
     Parameters
@@ -140,9 +147,9 @@ def starting_config(path: Path, data_key: str | None = None, channels_last: bool
 
     Returns
     -------
-    (dict, dict)
-        {key: value}, type-checked as an `Arguments` config, in the quickstart's order; and
-        {key: reason}, one line each.
+    (dict, dict, list of str)
+        {key: value}, type-checked as an `Arguments` config, in the quickstart's order;
+        {key: reason}, one line each; and warnings about the data, one line each.
 
     Raises
     ------
@@ -204,7 +211,13 @@ def starting_config(path: Path, data_key: str | None = None, channels_last: bool
     if channels_last is not None:
         choose("channels_last", channels_last, "the file's layout, as given")
     config_from_dict(values, source=f"the config for {path}")  # the one check of every key
-    return values, why
+    warnings = []
+    amplitude = float(functions.double().square().mean().sqrt())
+    if not AMPLITUDE_RANGE[0] <= amplitude <= AMPLITUDE_RANGE[1]:
+        warnings.append(f"the functions' root mean square is {amplitude:.2g}: the network learns functions this far "
+                        "from 1 slowly, whatever the noise levels (benchmarks/RESULTS.md, \"Your own data\"); "
+                        f"train on them times {rounded(1 / amplitude):g} and divide the samples by it")
+    return values, why, warnings
 
 
 def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -228,13 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: refusing to overwrite {arguments.out}; give another --out", file=sys.stderr)
         return 2
     try:
-        values, why = starting_config(arguments.data, arguments.data_key, arguments.channels_last)
+        values, why, warnings = starting_config(arguments.data, arguments.data_key, arguments.channels_last)
     except ArrayConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     width = max(map(len, values))
     for key in [f.name for f in fields(Arguments) if f.name in values]:
         print(f"{key:<{width}} = {json.dumps(values[key])}: {why[key]}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     # One key a line, as the configs of exps/json are written.
     write_text(arguments.out, "{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value)}"
                                                   for key, value in values.items()) + "\n}\n")

@@ -2,6 +2,7 @@
 its sigma_1 rule against an independent computation, and its refusals."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,10 @@ from src.array_config import REFERENCE_EPOCHS, REFERENCE_FUNCTIONS, largest_whit
 from src.config import load_config
 from src.data import steps_per_epoch, validation_count
 from src.noise import build_noise_sampler
+from src.synthetic.darcy import DarcyProblem, write_darcy_dataset
 from src.synthetic.grf import GRFLaw
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +109,21 @@ def test_a_bad_file_is_named_with_its_fault_and_nothing_is_written(tmp_path, con
     error = capsys.readouterr().err
     assert str(data) in error and culprit in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_an_amplitude_far_from_1_is_warned_about_with_the_factor_that_brings_it_there(tmp_path, fields, capsys):
+    write_config(tmp_path, fields, "unit")
+    assert "warning" not in capsys.readouterr().err
+    rms = float(np.sqrt(np.mean(np.square(0.005 * fields[:, :15, :15], dtype=np.float64))))  # as trained: cropped
+    write_config(tmp_path, 0.005 * fields, "faint")
+    warning = capsys.readouterr().err
+    assert "warning: the functions' root mean square is" in warning
+    assert f"times {float(f'{1 / rms:.3g}'):g}" in warning
+
+
+def test_the_shipped_array_config_is_what_the_command_writes_for_its_darcy_file(tmp_path):
+    """exps/json/array.json: the command's config for 512 Darcy-flow solutions at 32 px, source 150
+    (a unit root mean square), as README.org and benchmarks/array_data.py use them."""
+    data = write_darcy_dataset(tmp_path, 512, seed=0, problem=DarcyProblem(resolution=32, forcing=150.0))
+    assert main([str(data), "--out", str(tmp_path / "array.json")]) == 0
+    assert (tmp_path / "array.json").read_text() == (ROOT / "exps" / "json" / "array.json").read_text()
