@@ -1,7 +1,7 @@
 """Seconds per training step at 1 and 2 intra-op threads, OpenMP's two wait policies, with and
 without a competing CPU load, side by side in one run; and what the entry points choose here.
 
-    python benchmarks/threads.py            # the quickstart's step, about 5 minutes on 2 cores
+    python benchmarks/threads.py            # the quickstart's step: minutes (15 on 2 loaded cores)
     python benchmarks/threads.py --quick    # the tiny config, 1 step a cell: the table's shape only
         [--cfg exps/json/<...>.json] [--threads 1 2] [--policies default PASSIVE ACTIVE]
         [--loads none "busy loop" twin] [--warmup 1] [--steps 6] [--cell_seconds 10]
