@@ -39,11 +39,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+# Before torch, which imports tqdm: tqdm reads TQDM_DISABLE when it is imported.
+os.environ.setdefault("TQDM_DISABLE", "1")
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 from src import array_config  # noqa: E402
 from src.config import load_config  # noqa: E402

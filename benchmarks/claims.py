@@ -43,12 +43,13 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-import torch
+# Before torch, which imports tqdm: tqdm reads TQDM_DISABLE when it is imported.
+os.environ.setdefault("TQDM_DISABLE", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import eval as eval_script  # noqa: E402
 import train  # noqa: E402

@@ -56,7 +56,7 @@ def write_array_preview(path: Path, seed: int, dataset) -> None:
         u = u[..., None]  # (N, R, R): one channel
     titles = [f"std {float(f.std()):.2g}" for f in u]
     name = ("Amplitude-modulated Gaussian random fields" if isinstance(dataset, GRFLaw)
-            else "Darcy flow, -div(a grad u) = 1")
+            else f"Darcy flow, -div(a grad u) = {dataset.forcing:g}")
     plot_functions(u, [path], PREVIEW_COLUMNS, kind="field", titles=titles, suptitle=f"{name} (seed {seed})")
 
 

@@ -34,7 +34,8 @@ The matrix is symmetric positive definite and an M-matrix (positive diagonal, of
 <= 0, weakly diagonally dominant, irreducible), so u > 0 at every interior node for f > 0 (the
 discrete maximum principle), and for a constant a = c it is 1 / c times the 5-point Laplacian's
 solution, second-order accurate. It is solved by a sparse LU factorisation
-(`scipy.sparse.linalg.spsolve`, SuperLU): (R - 1)^2 unknowns, a few milliseconds at 64 px.
+(`scipy.sparse.linalg.spsolve`, SuperLU) of the (R - 1)^2 unknowns: with the coefficient's
+draw, about 4 ms a function at 32 px and 20 ms at 64 px on one busy CPU core.
 
 Written by ``python -m src.synthetic --kind darcy --outdir DIR`` as ``DIR/darcy.npy`` (N, R, R)
 float32, with the problem's parameters, n and seed in ``DIR/darcy.json`` (`read_problem`
