@@ -255,3 +255,17 @@ def test_known_law_metrics_of_draws_of_the_law_are_small_and_of_other_data_large
     own, scaled = exact_law_metrics(u, law), exact_law_metrics(2 * u, law)
     assert own["exact_marginal"] < 0.07 and own["exact_spectrum"] < 0.15  # 0.02-0.04 and 0.02-0.08 over 5 seeds
     assert scaled["exact_marginal"] > 0.5 and scaled["exact_spectrum"] > 1.0  # 0.84-0.95 and 1.31-1.45 (log 4 = 1.39)
+
+
+def test_noise_ring_power_of_white_noise_falls_with_the_pixels_and_of_a_resolved_field_does_not():
+    """noise_ring_power.ring_power: white noise of unit pixel variance spreads over res^2 modes, so
+    a ring's mean power falls as 1 / res^2 (16 times from 8 to 32 px); a field whose correlation
+    length the grids resolve has the same large-scale power on both."""
+    sys.path.insert(0, "benchmarks")
+    from noise_ring_power import ring_power
+
+    white = [ring_power(res, True, 1.0, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 12 < white[0] / white[1] < 20
+    assert white[0] == pytest.approx(1 / 8 ** 2, rel=0.2)
+    smooth = [ring_power(res, False, 0.3, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 0.8 < smooth[0] / smooth[1] < 1.25
