@@ -26,7 +26,7 @@ import torch
 from src import training
 from src.checkpoint import EMA
 from src.diffusion import score_matching_loss
-from src.experiment import build_model, build_noise, build_sigmas, describe
+from src.experiment import build_model, build_noise, build_sigmas, describe, initial_scale
 
 
 class DiffusionTrainer(training.Trainer):
@@ -39,6 +39,7 @@ class DiffusionTrainer(training.Trainer):
         self.trained_model = world.wrap(self.model)
         self.noise_sampler = build_noise(args, args.data_resolution, self.device)
         self.sigmas = build_sigmas(args, self.device)
+        self.initial_scale = initial_scale(args)
         self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
         self.networks = {"weights": self.model}
         self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr)}

@@ -114,6 +114,13 @@ def ode_levels(args: Arguments) -> list[float]:
     return edm_levels(args.sigma_1, args.sigma_L, args.sampler_steps, args.sampler_rho)
 
 
+def initial_scale(args: Arguments) -> float:
+    """The sampler's initial state as a multiple of a noise draw z: annealed Langevin dynamics
+    starts from z itself (as the original), the probability-flow ODE from its first level's
+    prior, sqrt(sigma_1) z (`probability_flow`)."""
+    return ode_levels(args)[0] if args.sampler in ODE_ORDERS else 1.0
+
+
 def network_evaluations(args: CommonArguments) -> int:
     """Network calls per sample of the config's sampler (GANO: one, of the generator)."""
     if isinstance(args, GANOArguments):

@@ -97,7 +97,7 @@ def append_line(path: Path, line: str) -> None:
     """Append one line to a log such as results.json and flush it to the disk.
 
     An append is not atomic: a kill can leave a partial last line, which readers of such logs
-    skip (see train.results_up_to)."""
+    skip (see src.training.results_up_to)."""
     with open(path, "a") as log:
         log.write(line + "\n")
         log.flush()

@@ -291,3 +291,17 @@ def test_array_data_writes_each_config_trains_each_seed_and_scores_it_beside_the
 
     again = run_command([sys.executable, "benchmarks/array_data.py", "--quick", "--outdir", outdir])
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_noise_ring_power_of_white_noise_falls_with_the_pixels_and_of_a_resolved_field_does_not():
+    """noise_ring_power.ring_power: white noise of unit pixel variance spreads over res^2 modes, so
+    a ring's mean power falls as 1 / res^2 (16 times from 8 to 32 px); a field whose correlation
+    length the grids resolve has the same large-scale power on both."""
+    sys.path.insert(0, "benchmarks")
+    from noise_ring_power import ring_power
+
+    white = [ring_power(res, True, 1.0, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 12 < white[0] / white[1] < 20
+    assert white[0] == pytest.approx(1 / 8 ** 2, rel=0.2)
+    smooth = [ring_power(res, False, 0.3, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 0.8 < smooth[0] / smooth[1] < 1.25

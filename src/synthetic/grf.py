@@ -47,8 +47,8 @@ from src.synthetic import array_dataset_paths, write_array_dataset
 DATASET_NAME = "grf"
 # Functions drawn at a time: memory stays bounded for any n.
 _FUNCTIONS_PER_CHUNK = 512
-# Gauss-Hermite nodes for expectations over the amplitude: exact to float64 round-off for
-# these smooth integrands (checked against 200 nodes in tests/test_grf.py).
+# Gauss-Hermite nodes for expectations over the amplitude: ample for these smooth integrands
+# (the pixel law agrees with scipy's adaptive quadrature to 1e-9, tests/test_array_data.py).
 _HERMITE_NODES = 80
 
 
