@@ -10,12 +10,11 @@ never stopped (see src/training.py). From ``exps/``: ``bash resume.sh sbgm <expe
 
 import sys
 
-import train
-from src.training import resume_main
+from src import cli
 
 
 def main(argv=None) -> int:
-    return resume_main(train.main, "train.py", argv, __doc__)
+    return cli.resume("sbgm", argv, __doc__)
 
 
 if __name__ == "__main__":

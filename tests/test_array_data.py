@@ -17,8 +17,7 @@ from scipy.stats import kstest, norm, wasserstein_distance
 
 from conftest import ROOT, TINY, run_command, snapshot
 from src.config import config_from_dict
-from src.data import load_functions
-from src.experiment import load_data, native_side
+from src.data import load_data, load_functions, native_side
 from src.metrics import (field_metrics, field_stats, log_spectrum_distance, radial_average, validation_metrics,
                          power_spectrum)
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset
