@@ -39,6 +39,12 @@ Runs on CUDA when present, else on the CPU. The modes are src/evaluation.py's, t
 src/cli.py's.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 from src import cli

@@ -9,6 +9,12 @@ its weights, maps noise on the training grid (generate) or on a grid --factor ti
 its padding scaled (superres).
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 from src import cli

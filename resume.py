@@ -8,6 +8,12 @@ never stopped (see src/training.py). From ``exps/``: ``bash resume.sh sbgm <expe
 <id>``, or ``sbatch resume_exp.sh sbgm <experiment name> <id>`` on a Slurm cluster.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 from src import cli

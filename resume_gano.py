@@ -7,6 +7,12 @@ on with its own config.json from its model.pt, generator, discriminator, both op
 the EMA. From ``exps/``: ``bash resume.sh gan <experiment name> <id>``.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 from src import cli

@@ -10,6 +10,12 @@ continues a stopped run. train.py's flags; the config is `GANOArguments`: the co
 src/methods/gano.py.
 """
 
+# First, before anything imports torch: libgomp reads the number of threads and how idle threads
+# wait once, when torch loads it, so src/threads.py sets them up here (a run started as a script).
+if __name__ == "__main__":
+    from src.threads import configure
+    configure()
+
 import sys
 
 from src import cli

@@ -43,12 +43,13 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-import torch
+# Before torch, which imports tqdm: tqdm reads TQDM_DISABLE when it is imported.
+os.environ.setdefault("TQDM_DISABLE", "1")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import eval as eval_script  # noqa: E402
 import train  # noqa: E402
@@ -103,8 +104,8 @@ def exact_law_metrics(u: torch.Tensor, law: GRFLaw) -> dict:
             "exact_spectrum": log_spectrum_distance(field_stats(u)["spectrum"].mean(0), exact_spectrum)}
 
 
-def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law) -> dict:
-    """{factor: metrics} of the trained run's samples at each factor."""
+def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law, sampling_seed: int = 0) -> dict:
+    """{factor: metrics} of the trained run's samples at each factor, drawn by eval.py with ``sampling_seed``."""
     run_dir.mkdir(parents=True)
     cfg = run_dir / "claims.json"
     cfg.write_text(json.dumps(asdict(args)))
@@ -114,7 +115,7 @@ def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law
     for factor in factors:
         mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]
         if eval_script.main([f"--exp_name={run_dir}", f"--savedir={eval_dir}", f"--checkpoint={CHECKPOINT}",
-                             f"--Ntest={n_samples}", f"--val_batch_size={n_samples}", "--seed=0", *mode]) != 0:
+                             f"--Ntest={n_samples}", f"--val_batch_size={n_samples}", f"--seed={sampling_seed}", *mode]) != 0:
             sys.exit(f"error: evaluating {run_dir} at factor {factor} failed")
         scores[factor] = json.loads((eval_dir / metrics_name(CHECKPOINT, factor)).read_text())
         if law is not None and factor == factors[-1]:

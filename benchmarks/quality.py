@@ -6,7 +6,7 @@
 Rows, all scored against the training split at the same resolution:
 
 untrained      the experiment's network at initialisation (the seed training starts from),
-               sampled with the same Langevin dynamics and noise: what training must beat
+               sampled with the config's sampler and noise: what training must beat
 checkpoint     the checkpoint's EMA weights (default model.w_total.pt)
 --also_sampler the same weights sampled with these config keys changed (an ablation of the sampler)
 held-out data  the validation split itself: the metrics' floor for this many functions

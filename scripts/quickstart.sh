@@ -46,6 +46,6 @@ Done. Results in $OUT:
   samples/<epoch>.png           generated phase maps at each record
   samples/best_w_total.png      samples of the best checkpoint, model.w_total.pt
   noise/                        draws of the noise
-Evaluate it from exps/ (--Ntest 64: a minute or two on a CPU; the default 1024 takes ~15 times as long):
+Evaluate it from exps/ (--Ntest=64: about a minute on a quiet CPU; launch_eval.py's default 1024 is 16 times the samples):
   DATA_DIR=$DATA_DIR SAVEDIR=$SAVEDIR bash launch_eval.py $METHOD $CONFIG/$RUN_ID --mode=generate --Ntest=64
 MSG

@@ -511,8 +511,8 @@ class FFTGRF(_GaussianRandomField):
             stop = min(start + chunk, tori)
             # (z1, z2) as the last axis, scaled to the real and imaginary parts of W.
             spectrum = normals[: stop - start].normal_(generator=generator).mul_(self._spectral_amplitude)
-            # The FFT runs on the whole torus though only a corner is kept: pruning it into
-            # two 1-D passes was slower with torch's CPU FFTs (benchmarks/RESULTS.md).
+            # The FFT runs on the whole torus though only a corner is kept: pruned into two
+            # 1-D passes (one of them strided) it saves few operations on the compact torus.
             torus_fields = torch.fft.fft2(torch.view_as_complex(spectrum))
             pairs[start:stop] = torch.view_as_real(torus_fields[:, :res, :res])
         if self.channels == 2:

@@ -65,9 +65,11 @@ class Trainer(ABC):
     optimizers : {checkpoint key: optimizer}, the model's under 'optimizer'
     noise_sampler : the noise of the config at the training resolution
     sigmas : the noise levels drawn in the run overview figure (None: noise only)
+    initial_scale : the sampler's initial state as a multiple of a noise draw (drawn with sigmas)
     """
 
     sigmas = None
+    initial_scale = 1.0
 
     @abstractmethod
     def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int, shard: Shard) -> dict:
@@ -205,7 +207,7 @@ def start_run_directory(savedir: Path, args: CommonArguments, train, gt_stats: d
     results_up_to(savedir / "results.json", epoch)
     write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
     plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed,
-                      kind=args.metric_kind)
+                      kind=args.metric_kind, initial_scale=trainer.initial_scale)
 
 
 def results_up_to(path: Path, epochs_done: int) -> None:

@@ -2,7 +2,8 @@
 
 Tests run tiny networks on tiny grids: with several threads per process, OpenMP spends more
 time waking threads than computing (20x slower on a loaded 2-core machine), so one thread,
-here and in every subprocess `run_command` starts.
+here and in every subprocess `run_command` starts. Here it is set up as the entry points do
+(src/threads.py), before torch loads: OMP_NUM_THREADS=1 and their wait policy.
 """
 
 import hashlib
@@ -13,13 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["OMP_NUM_THREADS"] = "1"
+from src.threads import configure  # noqa: E402
+
+configure()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-
-torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 # The one tiny config of the project (seconds to train), shared by debug_exp.sh and the tests.

@@ -255,3 +255,53 @@ def test_known_law_metrics_of_draws_of_the_law_are_small_and_of_other_data_large
     own, scaled = exact_law_metrics(u, law), exact_law_metrics(2 * u, law)
     assert own["exact_marginal"] < 0.07 and own["exact_spectrum"] < 0.15  # 0.02-0.04 and 0.02-0.08 over 5 seeds
     assert scaled["exact_marginal"] > 0.5 and scaled["exact_spectrum"] > 1.0  # 0.84-0.95 and 1.31-1.45 (log 4 = 1.39)
+
+
+def test_array_data_writes_each_config_trains_each_seed_and_scores_it_beside_the_floor(tmp_path):
+    """--quick: both datasets, 2 seeds, through src.array_config, train.py and eval.py; the samples'
+    row is the mean of eval.py's metrics files, the held-out row the validation split scored
+    against the training split, and the ratio each seed's quotient of the two."""
+    from src.metrics import field_stats
+
+    outdir = tmp_path / "runs"
+    result = run_command([sys.executable, "benchmarks/array_data.py", "--quick", "--outdir", outdir])
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {(row[0], row[1]): row for row in table_rows(result.stdout)}
+    assert list(rows) == [(dataset, label) for dataset in ("grf", "darcy") for label in ("samples", "held-out data")]
+    for dataset in ("grf", "darcy"):
+        written = load_config(outdir / f"{dataset}.json")
+        assert (written.resolution, written.ntrain, written.augment) == (16, 40, False)
+        ratios, samples_w, floors_w = [], [], []
+        for seed in (0, 1):
+            run = outdir / f"{dataset}-seed{seed}"
+            trained = load_config(run / "config.json")
+            assert (trained.seed, trained.epochs, trained.sigma_1, trained.rbf_scale) == \
+                (seed, 1, written.sigma_1, written.rbf_scale)
+            w_total = json.loads((run / "eval" / "metrics.model.pt.json").read_text())["w_total"]
+            train, valid = load_data(trained, outdir / "data" / dataset / f"{dataset}.npy")
+            n = validation_count(written.ntrain, written.val_size)
+            floor = wasserstein_metrics(field_stats(train), field_stats(valid[:n]))["w_total"]
+            samples_w.append(w_total), floors_w.append(floor), ratios.append(w_total / floor)
+        assert float(rows[dataset, "samples"][2].split("+-")[0]) == pytest.approx(sum(samples_w) / 2, abs=1e-4)
+        assert float(rows[dataset, "held-out data"][2].split("+-")[0]) == pytest.approx(sum(floors_w) / 2, abs=1e-4)
+        assert float(rows[dataset, "samples"][7].split("+-")[0]) == pytest.approx(sum(ratios) / 2, abs=0.01)
+    assert all("+-" in cell for cell in rows["grf", "samples"][-2:])  # against the exact law
+    assert rows["darcy", "samples"][-2:] == ["-", "-"]
+    assert "sigma_1" in result.stdout and "largest variance" in result.stdout  # the command's reasons, printed
+
+    again = run_command([sys.executable, "benchmarks/array_data.py", "--quick", "--outdir", outdir])
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_noise_ring_power_of_white_noise_falls_with_the_pixels_and_of_a_resolved_field_does_not():
+    """noise_ring_power.ring_power: white noise of unit pixel variance spreads over res^2 modes, so
+    a ring's mean power falls as 1 / res^2 (16 times from 8 to 32 px); a field whose correlation
+    length the grids resolve has the same large-scale power on both."""
+    sys.path.insert(0, "benchmarks")
+    from noise_ring_power import ring_power
+
+    white = [ring_power(res, True, 1.0, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 12 < white[0] / white[1] < 20
+    assert white[0] == pytest.approx(1 / 8 ** 2, rel=0.2)
+    smooth = [ring_power(res, False, 0.3, 256, [1], seed=0)[0] for res in (8, 32)]
+    assert 0.8 < smooth[0] / smooth[1] < 1.25

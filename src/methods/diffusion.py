@@ -114,6 +114,13 @@ def ode_levels(args: Arguments) -> list[float]:
     return edm_levels(args.sigma_1, args.sigma_L, args.sampler_steps, args.sampler_rho)
 
 
+def initial_scale(args: Arguments) -> float:
+    """The sampler's initial state as a multiple of a noise draw z: annealed Langevin dynamics
+    starts from z itself (as the original), the probability-flow ODE from its first level's
+    prior, sqrt(sigma_1) z (`probability_flow`)."""
+    return ode_levels(args)[0] if args.sampler in ODE_ORDERS else 1.0
+
+
 def network_evaluations(args: Arguments) -> int:
     """Network calls per sample of the config's sampler."""
     if args.sampler in ODE_ORDERS:
@@ -157,6 +164,7 @@ class DiffusionTrainer(Trainer):
         self.trained_model = world.wrap(self.model)
         self.noise_sampler = build_noise(args, args.data_resolution, self.device)
         self.sigmas = build_sigmas(args, self.device)
+        self.initial_scale = initial_scale(args)
         self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
         self.networks = {"weights": self.model}
         self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr)}

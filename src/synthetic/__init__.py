@@ -8,6 +8,9 @@ frame (the format is defined in `src.data`). `write_dataset` writes synthetic fr
 - `src.synthetic.physics`: what the frames are (the physical model, its parameters and
   their ranges) and `generate_interferograms`, which draws them.
 - this module: `write_dataset`, the files.
+- `src.synthetic.grf` and `src.synthetic.darcy`: array datasets of functions (a known law;
+  Darcy-flow solutions), each written by `write_array_dataset` as ``DIR/<name>.npy`` with a
+  ``DIR/<name>.json`` that says how it was made.
 - `src.synthetic.__main__`: the command line, ``python -m src.synthetic --help``.
 
 From Python::
@@ -21,12 +24,18 @@ README.org, section "Synthetic Volcano data", shows the first frames of seed 0.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from src.data import write_interferogram
+from src.files import atomic_paths
 from src.synthetic.physics import generate_interferograms
 
-__all__ = ["generate_interferograms", "synthetic_file_name", "write_dataset"]
+__all__ = ["array_dataset_paths", "generate_interferograms", "synthetic_file_name", "write_array_dataset",
+           "write_dataset"]
 
 FILE_NAME_FORMAT = "synthetic_{:05d}.int"
 # Frames generated at a time: memory stays bounded for any number of files.
@@ -79,3 +88,50 @@ def write_dataset(outdir: str | Path, n: int, seed: int = 0, overwrite: bool = F
         for offset, frame in enumerate(chunk):
             write_interferogram(paths[chunk_start + offset], frame)
     return paths
+
+
+def array_dataset_paths(outdir: str | Path, name: str) -> tuple[Path, Path]:
+    """(DIR/<name>.npy, DIR/<name>.json): an array dataset's functions and how they were made."""
+    outdir = Path(outdir)
+    return outdir / f"{name}.npy", outdir / f"{name}.json"
+
+
+def write_array_dataset(outdir: str | Path, name: str, make_functions: Callable[[], np.ndarray],
+                        description: dict, overwrite: bool = False) -> Path:
+    """Write ``make_functions()`` to DIR/<name>.npy and ``description`` to DIR/<name>.json, together.
+
+    Parameters
+    ----------
+    outdir : str or Path
+        Output folder, created (with parents) if missing.
+    name : str
+        The dataset's name, the stem of both files.
+    make_functions : callable
+        Returns the functions, e.g. (N, R, R) or (N, R, R, C); called only once the targets
+        are known to be free, so that a refusal costs nothing.
+    description : dict
+        JSON-serialisable: what rebuilds the functions (their parameters, n, seed).
+    overwrite : bool
+        Allow replacing existing files.
+
+    Returns
+    -------
+    Path
+        The .npy file, which is what DATA_DIR points at.
+
+    Raises
+    ------
+    FileExistsError
+        Naming the file, if either exists and ``overwrite`` is False (nothing is written).
+    """
+    array_path, description_path = array_dataset_paths(outdir, name)
+    if not overwrite:
+        for path in (array_path, description_path):
+            if path.exists():
+                raise FileExistsError(f"refusing to overwrite {path}; pass overwrite=True (--overwrite) to replace it")
+    # Both files or neither: a failure leaves the earlier pair whole.
+    with atomic_paths([array_path, description_path]) as (array_temporary, description_temporary):
+        with open(array_temporary, "wb") as f:
+            np.save(f, make_functions())
+        description_temporary.write_text(json.dumps(description, indent=2) + "\n")
+    return array_path

@@ -5,10 +5,13 @@ From the repository root::
     python -m src.synthetic --outdir DIR [--n 4096] [--seed 0] [--overwrite]
     python -m src.synthetic --preview assets/synthetic_samples.png [--seed 0]
     python -m src.synthetic --kind grf --outdir DIR [--n 4096] [--seed 0] [--resolution 64] [--channels 1]
+    python -m src.synthetic --kind darcy --outdir DIR [--n 4096] [--seed 0] [--resolution 64] [--forcing 1]
 
 ``--kind volcano`` (the default) is the synthetic Volcano interferograms; ``--kind grf`` the
 dataset of known law of `src.synthetic.grf`, written as ``DIR/grf.npy`` and ``DIR/grf.json``
-(train on it with ``DATA_DIR=DIR/grf.npy``; ``--preview`` draws its first 16 functions).
+(train on it with ``DATA_DIR=DIR/grf.npy``); ``--kind darcy`` the Darcy-flow solutions of
+`src.synthetic.darcy`, ``DIR/darcy.npy`` (N, R, R) and ``DIR/darcy.json``. With either,
+``--preview`` draws the first 16 functions.
 
 ``--outdir`` writes ``DIR/synthetic_00000.int`` ... (see `src.synthetic.write_dataset`) and
 prints a one-line summary. It refuses (exit status 2, naming the file) to replace existing
@@ -32,21 +35,29 @@ import torch
 
 from src.data import FILE_BYTES
 from src.synthetic import generate_interferograms, write_dataset
-from src.synthetic.grf import GRFLaw, dataset_paths, write_grf_dataset
+from src.synthetic import darcy, grf
+from src.synthetic.darcy import DarcyProblem, write_darcy_dataset
+from src.synthetic.grf import GRFLaw, write_grf_dataset
 
-KINDS = ("volcano", "grf")
+KINDS = ("volcano", "grf", "darcy")
+# The exit status of a refusal to overwrite: wrong input, as argparse's errors.
+REFUSED = 2
 PREVIEW_FRAMES = 16
 PREVIEW_COLUMNS = 4
 
 
-def write_grf_preview(path: Path, seed: int, law: GRFLaw) -> None:
-    """The first `PREVIEW_FRAMES` functions of ``seed`` (channel 0), saved to ``path``."""
+def write_array_preview(path: Path, seed: int, dataset) -> None:
+    """The first `PREVIEW_FRAMES` functions of ``seed`` of a `GRFLaw` or a `DarcyProblem`
+    (channel 0), saved to ``path``."""
     from src.plotting import plot_functions
 
-    u = torch.from_numpy(law.sample(PREVIEW_FRAMES, seed))
-    titles = [f"std {float(f.std()):.2f}" for f in u]
-    plot_functions(u, [path], PREVIEW_COLUMNS, kind="field", titles=titles,
-                   suptitle=f"Amplitude-modulated Gaussian random fields (seed {seed})")
+    u = torch.from_numpy(dataset.sample(PREVIEW_FRAMES, seed))
+    if u.ndim == 3:
+        u = u[..., None]  # (N, R, R): one channel
+    titles = [f"std {float(f.std()):.2g}" for f in u]
+    name = ("Amplitude-modulated Gaussian random fields" if isinstance(dataset, GRFLaw)
+            else f"Darcy flow, -div(a grad u) = {dataset.forcing:g}")
+    plot_functions(u, [path], PREVIEW_COLUMNS, kind="field", titles=titles, suptitle=f"{name} (seed {seed})")
 
 
 def write_preview(path: Path, seed: int) -> None:
@@ -68,17 +79,22 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m src.synthetic",
         description="Write synthetic Volcano InSAR interferograms as .int files (the format of src/data.py), "
-                    "or functions of a known law (--kind grf) as DIR/grf.npy, a preview figure of the first 16, "
-                    "or both.",
+                    "functions of a known law (--kind grf) as DIR/grf.npy, Darcy-flow solutions (--kind darcy) "
+                    "as DIR/darcy.npy, a preview figure of the first 16, or both.",
     )
     parser.add_argument("--kind", choices=KINDS, default="volcano",
-                        help="volcano: .int interferograms (default); grf: src/synthetic/grf.py's known law")
+                        help="volcano: .int interferograms (default); grf: src/synthetic/grf.py's known law; "
+                             "darcy: src/synthetic/darcy.py's solutions")
     parser.add_argument("--outdir", type=Path, help="output folder of the .int files (created if missing)")
     parser.add_argument("--n", type=int, default=4096, help="number of files (default 4096)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing synthetic_*.int (grf.npy) files")
-    parser.add_argument("--resolution", type=int, default=GRFLaw.resolution, help="grf: side of the grid (default 64)")
-    parser.add_argument("--channels", type=int, default=GRFLaw.channels, help="grf: channels (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing synthetic_*.int (grf.npy, darcy.npy) files")
+    parser.add_argument("--resolution", type=int, default=GRFLaw.resolution,
+                        help="grf, darcy: side of the grid (default 64)")
+    parser.add_argument("--channels", type=int, default=None, help=f"grf: channels (default {GRFLaw.channels})")
+    parser.add_argument("--forcing", type=float, default=None,
+                        help=f"darcy: the source f (default {DarcyProblem.forcing:g}, FNO's); u is proportional to it")
     parser.add_argument("--preview", type=Path, metavar="PNG",
                         help=f"draw the first {PREVIEW_FRAMES} frames of the seed to this PNG (replaced if it exists)")
     arguments = parser.parse_args(argv)
@@ -88,11 +104,18 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--n must be at least 1, got {arguments.n}")
     if arguments.seed < 0:
         parser.error(f"--seed must be non-negative, got {arguments.seed}")
-    if arguments.kind == "grf":
-        try:
-            arguments.law = GRFLaw(resolution=arguments.resolution, channels=arguments.channels)
-        except ValueError as error:
-            parser.error(str(error))
+    for option, kind in (("channels", "grf"), ("forcing", "darcy")):
+        if getattr(arguments, option) is not None and arguments.kind != kind:
+            parser.error(f"--{option} is for --kind {kind}, not --kind {arguments.kind}")
+    try:
+        if arguments.kind == "grf":
+            channels = GRFLaw.channels if arguments.channels is None else arguments.channels
+            arguments.dataset = GRFLaw(resolution=arguments.resolution, channels=channels)
+        elif arguments.kind == "darcy":
+            forcing = DarcyProblem.forcing if arguments.forcing is None else arguments.forcing
+            arguments.dataset = DarcyProblem(resolution=arguments.resolution, forcing=forcing)
+    except ValueError as error:
+        parser.error(str(error))
     return arguments
 
 
@@ -102,7 +125,7 @@ def _write_files(outdir: Path, n: int, seed: int, overwrite: bool) -> int:
         paths = write_dataset(outdir, n, seed=seed, overwrite=overwrite)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return REFUSED
     written = set(paths)
     others = [path for path in outdir.rglob("*.int") if path not in written]
     if others:
@@ -117,18 +140,21 @@ def _write_files(outdir: Path, n: int, seed: int, overwrite: bool) -> int:
     return 0
 
 
-def _write_grf(arguments: argparse.Namespace) -> int:
-    """`write_grf_dataset` and its preview with the command's messages; returns the exit status."""
+def _write_array_dataset(arguments: argparse.Namespace) -> int:
+    """The grf or darcy dataset and its preview, with the command's messages; returns the exit status."""
+    dataset, module = arguments.dataset, (grf if arguments.kind == "grf" else darcy)
     if arguments.outdir is not None:
+        write = write_grf_dataset if arguments.kind == "grf" else write_darcy_dataset
         try:
-            path = write_grf_dataset(arguments.outdir, arguments.n, arguments.seed, arguments.law, arguments.overwrite)
+            path = write(arguments.outdir, arguments.n, arguments.seed, dataset, arguments.overwrite)
         except FileExistsError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"wrote {arguments.n} functions of shape {(arguments.resolution,) * 2 + (arguments.channels,)} "
-              f"(seed {arguments.seed}) to {path}, their law to {dataset_paths(arguments.outdir)[1]}")
+            return REFUSED
+        shape = np.load(path, mmap_mode="r").shape[1:]
+        print(f"wrote {arguments.n} functions of shape {shape} (seed {arguments.seed}) to {path}, "
+              f"how they were made to {module.dataset_paths(arguments.outdir)[1]}")
     if arguments.preview is not None:
-        write_grf_preview(arguments.preview, arguments.seed, arguments.law)
+        write_array_preview(arguments.preview, arguments.seed, dataset)
         print(f"wrote the first {PREVIEW_FRAMES} functions of seed {arguments.seed} to {arguments.preview}")
     return 0
 
@@ -136,8 +162,8 @@ def _write_grf(arguments: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the process exit status."""
     arguments = _parse_arguments(argv)
-    if arguments.kind == "grf":
-        return _write_grf(arguments)
+    if arguments.kind in ("grf", "darcy"):
+        return _write_array_dataset(arguments)
     if arguments.outdir is not None:
         status = _write_files(arguments.outdir, arguments.n, arguments.seed, arguments.overwrite)
         if status != 0:

@@ -42,13 +42,13 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from src.files import atomic_paths
+from src.synthetic import array_dataset_paths, write_array_dataset
 
 DATASET_NAME = "grf"
 # Functions drawn at a time: memory stays bounded for any n.
 _FUNCTIONS_PER_CHUNK = 512
-# Gauss-Hermite nodes for expectations over the amplitude: exact to float64 round-off for
-# these smooth integrands (checked against 200 nodes in tests/test_grf.py).
+# Gauss-Hermite nodes for expectations over the amplitude: ample for these smooth integrands
+# (the pixel law agrees with scipy's adaptive quadrature to 1e-9, tests/test_array_data.py).
 _HERMITE_NODES = 80
 
 
@@ -154,8 +154,7 @@ class GRFLaw:
 
 def dataset_paths(outdir: str | Path) -> tuple[Path, Path]:
     """(DIR/grf.npy, DIR/grf.json): the functions and the law's parameters."""
-    outdir = Path(outdir)
-    return outdir / f"{DATASET_NAME}.npy", outdir / f"{DATASET_NAME}.json"
+    return array_dataset_paths(outdir, DATASET_NAME)
 
 
 def write_grf_dataset(outdir: str | Path, n: int, seed: int = 0, law: GRFLaw = GRFLaw(),
@@ -165,17 +164,8 @@ def write_grf_dataset(outdir: str | Path, n: int, seed: int = 0, law: GRFLaw = G
     Returns the .npy path, which is what DATA_DIR points at. Raises `FileExistsError` naming
     the file if either exists and ``overwrite`` is False (nothing is written).
     """
-    array_path, law_path = dataset_paths(outdir)
-    if not overwrite:
-        for path in (array_path, law_path):
-            if path.exists():
-                raise FileExistsError(f"refusing to overwrite {path}; pass overwrite=True (--overwrite) to replace it")
-    array_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_paths([array_path, law_path]) as (array_temporary, law_temporary):
-        with open(array_temporary, "wb") as f:
-            np.save(f, law.sample(n, seed))
-        law_temporary.write_text(json.dumps({**asdict(law), "n": n, "seed": seed}, indent=2) + "\n")
-    return array_path
+    return write_array_dataset(outdir, DATASET_NAME, lambda: law.sample(n, seed),
+                               {**asdict(law), "n": n, "seed": seed}, overwrite)
 
 
 def read_law(path: str | Path) -> GRFLaw:
