@@ -4,9 +4,9 @@
         --savedir=$SAVEDIR/<name>/<id>/eval --mode=generate|superres|plot [--checkpoint=model.w_total.pt]
 
 or, from ``exps/``: ``bash launch_eval.py gan <name>/<id> --mode=generate``. The flags, modes
-and output files are eval.py's (see there), which this runs for method 'gan': the generator,
-with the EMA of its weights, maps noise on the training grid (generate) or on a grid --factor
-times as fine, its padding scaled (superres).
+and output files are eval.py's (see there), for method 'gan': the generator, with the EMA of
+its weights, maps noise on the training grid (generate) or on a grid --factor times as fine,
+its padding scaled (superres).
 """
 
 # First, before anything imports torch: libgomp reads the number of threads and how idle threads
@@ -17,11 +17,11 @@ if __name__ == "__main__":
 
 import sys
 
-import eval as evaluation
+from src import cli
 
 
 def main(argv=None) -> int:
-    return evaluation.main(argv, method="gan")
+    return cli.evaluate("gan", argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ if __name__ == "__main__":
 
 import sys
 
-import train
-from src.training import resume_main
+from src import cli
 
 
 def main(argv=None) -> int:
-    return resume_main(train.main, "train.py", argv, __doc__)
+    return cli.resume("sbgm", argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ if __name__ == "__main__":
 
 import sys
 
-import train_gano
-from src.training import resume_main
+from src import cli
 
 
 def main(argv=None) -> int:
-    return resume_main(train_gano.main, "train_gano.py", argv, __doc__)
+    return cli.resume("gan", argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,8 @@ sys.path.insert(0, str(REPO))
 
 from src import array_config  # noqa: E402
 from src.config import load_config  # noqa: E402
-from src.data import steps_per_epoch, validation_count  # noqa: E402
+from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import samples_name  # noqa: E402
-from src.experiment import load_data  # noqa: E402
 from src.synthetic.darcy import DarcyProblem, write_darcy_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset  # noqa: E402
 from claims import CHECKPOINT, EXACT_COLUMNS, held_out_scores, train_and_score  # noqa: E402  (beside this script)

@@ -1,11 +1,11 @@
-"""What exact resumption costs a checkpoint: bytes and seconds, against the earlier checkpoint.
+"""What exact resumption costs a checkpoint: bytes and seconds, against the same training state without it.
 
     python benchmarks/checkpoint_cost.py [--cfg exps/json/quickstart.json exps/json/rbf-copied.json] [--repeats 5]
 
 For each config: the network after one Adam step, with EMA if the config has one, saved
-(a) as the checkpoints before exact resumption were: weights, EMA, optimizer, metrics and
-last epoch, written to a temporary file and renamed; and (b) as src.checkpoint.save_checkpoint
-writes them now: the same plus the position, the epoch's losses (a full epoch's worth, the
+(a) as the reference, the training state alone: weights, EMA, optimizer, metrics and last
+epoch, written to a temporary file and renamed; and (b) as src.checkpoint.save_checkpoint
+writes model.pt: the same plus the position, the epoch's losses (a full epoch's worth, the
 most it holds) and the global random states, with the file and its folder fsynced. Prints a
 markdown table; the time is the median of --repeats saves.
 """
@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.checkpoint import EMA, save_checkpoint  # noqa: E402
 from src.config import load_config  # noqa: E402
 from src.data import steps_per_epoch, validation_count  # noqa: E402
-from src.experiment import build_model  # noqa: E402
+from src.methods.diffusion import build_score_network  # noqa: E402
 
 
-def earlier_checkpoint(path: Path, model, ema, optimizer) -> None:
-    """The checkpoint as it was before exact resumption: no position, no RNG, no fsync."""
+def training_state_alone(path: Path, model, ema, optimizer) -> None:
+    """The reference: the training state without what exact resumption adds (no position, no RNG, no fsync)."""
     state = {"weights": model.state_dict(), "ema": ema.state_dict() if ema else None,
              "optimizer": optimizer.state_dict(), "metrics": {"w_total": 0.1}, "last_epoch": 0}
     temporary = path.with_name(f".{path.name}.tmp")
@@ -57,7 +57,7 @@ def main() -> None:
         for cfg in cli.cfg:
             args = load_config(cfg)
             torch.manual_seed(0)
-            model = build_model(args)
+            model = build_score_network(args)
             ema = EMA(model, args.ema_rate) if args.ema_rate is not None else None
             optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
             u = torch.randn(2, args.data_resolution, args.data_resolution, 2)
@@ -65,9 +65,9 @@ def main() -> None:
             optimizer.step()
             n_train = args.ntrain - validation_count(args.ntrain, args.val_size)
             losses = [torch.tensor(0.5)] * steps_per_epoch(n_train, args.batch_size)
-            old, new = Path(folder) / "old.pt", Path(folder) / "model.pt"
-            rows = [("before (no position, RNG or fsync)", old,
-                     lambda: earlier_checkpoint(old, model, ema, optimizer)),
+            old, new = Path(folder) / "state.pt", Path(folder) / "model.pt"
+            rows = [("training state alone (no position, RNG or fsync)", old,
+                     lambda: training_state_alone(old, model, ema, optimizer)),
                     ("now, a full epoch of losses", new,
                      lambda: save_checkpoint(new, {"weights": model}, {"optimizer": optimizer}, ema,
                                              {"w_total": 0.1}, epoch=1, step=len(losses),

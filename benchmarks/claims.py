@@ -55,7 +55,7 @@ import eval as eval_script  # noqa: E402
 import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from src.evaluation import evaluate_samples, metrics_name, samples_name  # noqa: E402
-from src.experiment import load_data  # noqa: E402
+from src.data import load_data  # noqa: E402
 from src.metrics import field_stats, function_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402

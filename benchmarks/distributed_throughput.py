@@ -4,7 +4,7 @@
     python benchmarks/distributed_throughput.py --device cuda   # GPU: plain 1 process against DDP at world size 1
         [--cfg exps/json/<...>.json] [--steps 20] [--warmup 3] [--repeats 3]
 
-Each row trains with train.py's step (`DiffusionTrainer.train_step`: DDP when there is a
+Each row trains with train.py's step (`src.methods.diffusion.DiffusionTrainer.train_step`: DDP when there is a
 process group) and the loop's per-step collectives (`World.mean` of the losses,
 `World.agreed_signal`), on random functions of the config's shape: ``--warmup`` steps, then
 ``--repeats`` times ``--steps`` timed steps; samples/s = global batch x steps / seconds, the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from src.config import load_config  # noqa: E402
 from src.data import keyed_generator  # noqa: E402
 from src.distributed import World, default_device  # noqa: E402
-from train import DiffusionTrainer  # noqa: E402
+from src.methods.diffusion import DiffusionTrainer  # noqa: E402
 
 
 def free_port() -> int:
@@ -46,12 +46,11 @@ def free_port() -> int:
 
 def measure(rank: int, cli, processes: int, threads: int, ddp: bool, port: int, outputs) -> None:
     """One rank of one row: train, and (rank 0) put the samples/s of each repeat in outputs."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(threads)
     device = default_device(rank) if cli.device == "cuda" else torch.device("cpu")
-    world = World(rank, processes, rank, device).start()
+    world = World(rank, processes, rank, device).start("127.0.0.1", port)
     if ddp and processes == 1:  # World.start joins no group alone: DDP at world size 1 needs one
-        dist.init_process_group(world.backend, rank=0, world_size=1)
+        dist.init_process_group(world.backend, init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
         args = load_config(cli.cfg)
         torch.manual_seed(args.seed)

@@ -31,13 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
-from src.config import TRAINERS, config_from_dict, load_config  # noqa: E402
-from src.data import steps_per_epoch, validation_count  # noqa: E402
+from src import methods  # noqa: E402
+from src.cli import STOPPED_EXIT  # noqa: E402
+from src.config import config_from_dict, load_config  # noqa: E402
+from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.distributed import default_device  # noqa: E402
-from src.experiment import build_noise, load_data, sample  # noqa: E402
+from src.experiment import build_noise, sample  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
-from src.training import STOPPED_EXIT  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -51,7 +52,7 @@ def train_for(method: str, cfg: Path, seed: int, seconds: float, run_dir: Path) 
     (run_dir / "cfg.json").write_text(json.dumps(asdict(args)))
     environment = {**os.environ, "TQDM_DISABLE": "1"}
     environment.pop("SLURM_JOB_ID", None)  # a local run: the stop signal requeues nothing
-    process = subprocess.Popen([sys.executable, str(ROOT / TRAINERS[method]), "--cfg", str(run_dir / "cfg.json"),
+    process = subprocess.Popen([sys.executable, str(ROOT / methods.entry(method).train), "--cfg", str(run_dir / "cfg.json"),
                                 "--savedir", str(run_dir)], env=environment, stdout=subprocess.DEVNULL)
     # The clock starts when the run has its data and stop handler (config.json is written then).
     while not (run_dir / "config.json").exists() and process.poll() is None:
@@ -62,20 +63,20 @@ def train_for(method: str, cfg: Path, seed: int, seconds: float, run_dir: Path) 
         process.send_signal(signal.SIGUSR1)
         process.wait()
     if process.returncode not in (0, STOPPED_EXIT):  # finished, or stopped by the signal above
-        raise SystemExit(f"{TRAINERS[method]} failed on {cfg} (seed {seed}), exit {process.returncode}")
+        raise SystemExit(f"{methods.entry(method).train} failed on {cfg} (seed {seed}), exit {process.returncode}")
     state = torch.load(run_dir / "model.pt", weights_only=True)
     # Training steps done (discriminator steps for GANO).
     n_train = args.ntrain - validation_count(args.ntrain, args.val_size)
     return args, state["epoch"] * steps_per_epoch(n_train, args.batch_size) + state["step"]
 
 
-def score(args, run_dir: Path, n_samples: int, seed: int, data_dir: str) -> dict:
+def score(method: str, args, run_dir: Path, n_samples: int, seed: int, data_dir: str) -> dict:
     device = default_device()
     train, valid = load_data(args, data_dir)
-    model, _ = load_model(args, run_dir / "model.pt", device)
+    model, _ = load_model(methods.get(method), args, run_dir / "model.pt", device)
     noise_sampler = build_noise(args, args.data_resolution, device)
     started = time.perf_counter()
-    samples = sample(model, args, noise_sampler, n_samples, 64, seed=1000 + seed, progress=False)
+    samples = sample(methods.get(method), model, args, noise_sampler, n_samples, 64, seed=1000 + seed, progress=False)
     seconds_per_64 = (time.perf_counter() - started) * 64 / n_samples
     stats = circular_stats(train)
     metrics = evaluate_samples(samples, stats, train)[0]
@@ -117,7 +118,7 @@ def main() -> None:
             for method, cfg in configs.items():
                 run_dir = outdir / f"{method}-seed{seed}"
                 args, steps = train_for(method, cfg, seed, 60 * cli.minutes, run_dir)
-                result = score(args, run_dir, cli.n_samples, seed, data_dir) | {"steps": steps}
+                result = score(method, args, run_dir, cli.n_samples, seed, data_dir) | {"steps": steps}
                 results[method].append(result)
                 print(f"| {NAMES[method]} | {seed} | {steps} | "
                       + " | ".join(f"{result['metrics'][c]:.4f}" for c in COLUMNS)

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from src.config import load_config  # noqa: E402
 from noise import OriginalGaussianRF  # noqa: E402 (benchmarks/noise.py)
 from src.distributed import default_device  # noqa: E402
-from src.experiment import build_model, build_noise, sample  # noqa: E402
+from src.experiment import build_noise, sample  # noqa: E402
+from src.methods.diffusion import METHOD as DIFFUSION  # noqa: E402
 
 
 class TimedSampler:
@@ -51,7 +52,7 @@ def main() -> None:
     n = cli.Ntest or args.Ntest
     device = default_device()
     torch.manual_seed(0)
-    model = build_model(args).to(device).eval()
+    model = DIFFUSION.build_model(args).to(device).eval()
     res = cli.factor * args.data_resolution
     print(f"{n} samples of {res} x {res} px, {args.L} x {args.T} Langevin steps, batch {args.val_batch_size}, "
           f"{torch.get_num_threads()} threads, {device}\n")
@@ -67,7 +68,7 @@ def main() -> None:
         sampler = TimedSampler(sampler, device)
         setup = time.perf_counter() - start
         start = time.perf_counter()
-        sample(model, args, sampler, n, args.val_batch_size, seed=0, progress=False)
+        sample(DIFFUSION, model, args, sampler, n, args.val_batch_size, seed=0, progress=False)
         total = time.perf_counter() - start
         print(f"| {method} | {setup:.2f} | {total:.1f} | {sampler.seconds:.1f} | {sampler.seconds / total:.0%} |")
 

@@ -24,10 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.config import ConfigError, load_config, parse_key_value, with_sampler  # noqa: E402
+from src.cli import parse_key_value  # noqa: E402
+from src.config import ConfigError, load_config  # noqa: E402
+from src.data import load_data  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.distributed import default_device  # noqa: E402
-from src.experiment import build_model, build_noise, load_data, sample  # noqa: E402
+from src.experiment import build_noise, sample  # noqa: E402
+from src.methods.diffusion import METHOD as DIFFUSION  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
@@ -49,15 +52,15 @@ def main() -> None:
     args = load_config(exp_dir / "config.json")
     changed = dict(cli.also_sampler)
     try:
-        other_args = with_sampler(args, changed, source="--also_sampler")
+        other_args = DIFFUSION.with_sampler(args, changed, source="--also_sampler")
     except ConfigError as error:
         parser.error(str(error))
     train, valid = load_data(args, os.environ["DATA_DIR"], cli.factor)
     train_stats = circular_stats(train)
 
     torch.manual_seed(args.seed)  # the initialisation train.py starts from
-    untrained = build_model(args).to(device).eval()
-    trained, state = load_model(args, exp_dir / cli.checkpoint, device)
+    untrained = DIFFUSION.build_model(args).to(device).eval()
+    trained, state = load_model(DIFFUSION, args, exp_dir / cli.checkpoint, device)
     checkpoint = f"{cli.checkpoint} (epoch {state['last_epoch'] + 1})"
     runs = [("untrained", untrained, args), (checkpoint, trained, args)]
     if changed:
@@ -65,7 +68,7 @@ def main() -> None:
     rows = {}
     for name, model, sampler_args in runs:
         noise_sampler = build_noise(sampler_args, cli.factor * sampler_args.data_resolution, device)
-        samples = sample(model, sampler_args, noise_sampler, cli.Ntest, cli.val_batch_size, seed=cli.seed)
+        samples = sample(DIFFUSION, model, sampler_args, noise_sampler, cli.Ntest, cli.val_batch_size, seed=cli.seed)
         rows[name] = evaluate_samples(samples, train_stats, train)[0] | {"n": len(samples)}
     rows["held-out data"] = evaluate_samples(valid[:cli.Ntest], train_stats, train)[0] | {"n": min(cli.Ntest, len(valid))}
 

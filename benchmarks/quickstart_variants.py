@@ -36,12 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402
-from src.config import (ConfigError, config_from_dict, from_command_line, load_config, parse_key_value,  # noqa: E402
-                        with_sampler)
-from src.data import steps_per_epoch, validation_count  # noqa: E402
+from src.cli import parse_key_value  # noqa: E402
+from src.config import ConfigError, config_from_dict, from_command_line, load_config  # noqa: E402
+from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
+from src.experiment import build_noise, sample  # noqa: E402
+from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
 from src.metrics import function_stats  # noqa: E402
 from seed_spread import mean_spread  # noqa: E402  (beside this script)
 
@@ -73,11 +74,11 @@ def sampler_scores(run_dir: Path, samplers: list[tuple[str, dict]], device) -> l
     args = load_config(run_dir / "config.json")
     train, _ = load_data(args, os.environ["DATA_DIR"])
     train_stats = function_stats(train, args.metric_kind)
-    model, _ = load_model(args, run_dir / "model.pt", device)
+    model, _ = load_model(DIFFUSION, args, run_dir / "model.pt", device)
     noise_sampler = build_noise(args, args.data_resolution, device)
     scores = []
     for _, changes in samplers:
-        samples = sample(model, with_sampler(args, changes), noise_sampler, args.Ntest, args.val_batch_size,
+        samples = sample(DIFFUSION, model, DIFFUSION.with_sampler(args, changes), noise_sampler, args.Ntest, args.val_batch_size,
                          seed=args.seed + args.epochs, progress=False)
         scores.append(evaluate_samples(samples, train_stats, train)[0])
     return scores
@@ -111,7 +112,7 @@ def main() -> None:
         try:
             args = config_from_dict(asdict(reference) | from_command_line(changes), source=f"--variant {name}")
             for sampler_name, sampler_changes in samplers:
-                with_sampler(args, sampler_changes, source=f"--sampler {sampler_name}")
+                DIFFUSION.with_sampler(args, sampler_changes, source=f"--sampler {sampler_name}")
         except ConfigError as error:
             parser.error(str(error))
         epochs = cli.epochs or args.epochs
@@ -153,7 +154,7 @@ def main() -> None:
         for index, (sampler_name, sampler_changes) in enumerate(samplers):
             scores = [scores[index] for _, _, scores in per_seed]
             cells = [mean_spread([score.get(c) for score in scores]) if c.startswith("w_") else "-" for c in COLUMNS]
-            evaluations = network_evaluations(with_sampler(args, sampler_changes))
+            evaluations = network_evaluations(DIFFUSION.with_sampler(args, sampler_changes))
             print(f"| {name} | {changed} | {sampler_name} | {evaluations} | - | - | " + " | ".join(cells) + " |")
 
 

@@ -41,10 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
-from src.config import load_config, with_sampler  # noqa: E402
+from src.config import load_config  # noqa: E402
+from src.data import load_data  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_noise, load_data, network_evaluations, sample  # noqa: E402
+from src.experiment import build_noise, sample  # noqa: E402
+from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
 from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
 
@@ -58,20 +60,20 @@ def sampler_rows(args, cli) -> list[tuple[str, object]]:
     extra = 1 if args.denoise_last else 0
     for budget in cli.budgets:
         if not cli.no_langevin_budgets and (budget - extra) // args.T >= 2:
-            rows.append(("langevin", with_sampler(args, {"sampler": "langevin", "L": (budget - extra) // args.T},
+            rows.append(("langevin", DIFFUSION.with_sampler(args, {"sampler": "langevin", "L": (budget - extra) // args.T},
                                                   "--budgets")))
         for sampler in cli.samplers:
             steps = budget if sampler == "euler" else (budget + 1) // 2
             for churn in cli.churns:
                 family = sampler if churn == 0 else f"{sampler} churn {churn:g}"
-                rows.append((family, with_sampler(args, {"sampler": sampler, "sampler_steps": steps,
+                rows.append((family, DIFFUSION.with_sampler(args, {"sampler": sampler, "sampler_steps": steps,
                                                          "sampler_rho": cli.rho, "sampler_churn": churn}, "--budgets")))
     return rows
 
 
 def timed_sample(model, args, noise_sampler, n: int, seed: int, device) -> tuple[torch.Tensor, float]:
     started = time.perf_counter()
-    samples = sample(model, args, noise_sampler, n, BATCH, seed=seed, progress=False)
+    samples = sample(DIFFUSION, model, args, noise_sampler, n, BATCH, seed=seed, progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return samples, time.perf_counter() - started
@@ -138,7 +140,7 @@ def main() -> None:
     args = load_config(exp_dir / "config.json")
     train, valid = load_data(args, os.environ["DATA_DIR"])
     train_stats = circular_stats(train)
-    model, state = load_model(args, exp_dir / cli.checkpoint, device)
+    model, state = load_model(DIFFUSION, args, exp_dir / cli.checkpoint, device)
     noise_sampler = build_noise(args, args.data_resolution, device)
 
     rows = sampler_rows(args, cli)

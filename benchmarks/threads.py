@@ -53,7 +53,7 @@ def step_loop(cfg: str, warmup: int, steps: int, seconds: float) -> None:
     from src.config import load_config
     from src.data import keyed_generator
     from src.distributed import World
-    from train import DiffusionTrainer
+    from src.methods.diffusion import DiffusionTrainer
 
     args = load_config(cfg)
     torch.manual_seed(args.seed)

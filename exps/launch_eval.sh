@@ -44,18 +44,16 @@ method="$1"
 name="$2"
 shift 2
 
-case "$method" in
-    sbgm) entry=eval.py ;;
-    gan|gano) entry=eval_gano.py ;;
-    *)
-        echo "error: unknown method '$method'" >&2
-        usage ;;
-esac
-
 if [ -f "$here/env.sh" ]; then
     # shellcheck disable=SC1091
     source "$here/env.sh"
 fi
+python="python"
+if [ -x "$root/.venv/bin/python" ]; then
+    python="$root/.venv/bin/python"
+fi
+# The method's script, from the registry of src/methods/ (no torch is imported; 'gano' is 'gan').
+entry="$(cd "$root" && "$python" -m src.methods "$method" eval)" || usage
 if [ -z "${SAVEDIR:-}" ]; then
     echo "error: SAVEDIR is not set: define it in $here/env.sh (export SAVEDIR=...) or in the environment" >&2
     exit 2
@@ -63,11 +61,6 @@ fi
 if [ ! -f "$root/eval.py" ]; then
     echo "error: $root/eval.py not found (run this script from the repository's exps/ folder)" >&2
     exit 2
-fi
-
-python="python"
-if [ -x "$root/.venv/bin/python" ]; then
-    python="$root/.venv/bin/python"
 fi
 
 # Relative paths (plain shell, no GNU realpath: macOS too) mean relative to where the user typed the command, not to the repository root.

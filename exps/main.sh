@@ -20,12 +20,7 @@ usage() { echo "usage: bash main.sh <sbgm|gan> <experiment name> <json file>" >&
 # The original README also shows `bash main.sh <experiment name> <json file>`: that means sbgm.
 if [ $# -eq 2 ]; then set -- sbgm "$@"; fi
 [ $# -eq 3 ] || usage
-METHOD="$1"; NAME="$2"; CFG="$3"
-case "$METHOD" in
-  sbgm) ENTRY=train.py ;;
-  gan) ENTRY=train_gano.py ;;
-  *) echo "main.sh: unknown method '$METHOD'" >&2; usage ;;
-esac
+METHOD="$1"; NAME="$2"; CFG="$3"; KIND=train
 [ -f "$CFG" ] || { echo "main.sh: config file not found: $CFG" >&2; exit 2; }
 CFG="$(cd "$(dirname "$CFG")" && pwd)/$(basename "$CFG")"
 source "$EXPS_DIR/run_env.sh"

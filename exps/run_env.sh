@@ -1,9 +1,14 @@
-# Sourced by main.sh and resume.sh after their arguments are checked: exps/env.sh, then
-# SAVEDIR and DATA_DIR required and made absolute, PYTHON (the repository's .venv if any),
-# inside_slurm_job, and run_python, which they end with. Expects EXPS_DIR and SCRIPT (the
-# caller's name, for messages).
+# Sourced by main.sh and resume.sh after their arguments are checked: exps/env.sh, PYTHON (the
+# repository's .venv if any), ENTRY (the method's script of the caller's kind), SAVEDIR and
+# DATA_DIR required and made absolute, inside_slurm_job, and run_python, which they end with.
+# Expects EXPS_DIR, SCRIPT (the caller's name, for messages), METHOD and KIND (train, resume).
 REPO_DIR="$(dirname "$EXPS_DIR")"
 if [ -f "$EXPS_DIR/env.sh" ]; then source "$EXPS_DIR/env.sh"; fi
+PYTHON=python3
+if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
+# The method's script, from the registry of src/methods/ (no torch is imported): an unknown
+# method exits 2, naming the methods.
+ENTRY="$(cd "$REPO_DIR" && "$PYTHON" -m src.methods "$METHOD" "$KIND")" || exit 2
 for variable in SAVEDIR DATA_DIR; do
   if [ -z "${!variable:-}" ]; then
     echo "$SCRIPT: $variable is not set (export it, or set it in exps/env.sh; see exps/env.sh.bak)" >&2
@@ -15,8 +20,6 @@ done
 case "$SAVEDIR" in /*) ;; *) SAVEDIR="$PWD/$SAVEDIR" ;; esac
 case "$DATA_DIR" in /*) ;; *) DATA_DIR="$PWD/$DATA_DIR" ;; esac
 export DATA_DIR
-PYTHON=python3
-if [ -x "$REPO_DIR/.venv/bin/python" ]; then PYTHON="$REPO_DIR/.venv/bin/python"; fi
 
 # Whether this shell runs inside a Slurm job (sbatch, salloc, srun), which sets SLURM_JOB_NODELIST
 # beside SLURM_JOB_ID. SLURM_JOB_ID alone is a user's name for a local run (the original README:

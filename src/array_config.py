@@ -62,9 +62,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from src.config import Arguments, config_from_dict
-from src.data import channels_first_layout, load_functions, read_array, steps_per_epoch, validation_count
+from src.config import config_from_dict
+from src.data import DataError, channels_first_layout, load_functions, read_array, steps_per_epoch, validation_count
+from src.errors import KnownError
 from src.files import write_text
+from src.methods.diffusion import Arguments
 from src.noise import build_noise_sampler
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "exps" / "json" / "quickstart.json"
@@ -84,7 +86,7 @@ SIGNIFICANT_DIGITS = 3
 AMPLITUDE_RANGE = (0.1, 10.0)
 
 
-class ArrayConfigError(ValueError):
+class ArrayConfigError(KnownError, ValueError):
     """Wrong input to the command: the message names the file."""
 
 
@@ -129,7 +131,7 @@ def file_shape(path: Path, data_key: str | None, channels_last: bool | None) -> 
     if len(shape) == 3:
         return shape[0], shape[1], None
     if len(shape) != 4:
-        raise ValueError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
+        raise DataError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
     first = channels_first_layout(where, shape, channels_last)
     return shape[0], shape[2] if first else shape[1], not first
 
@@ -160,7 +162,7 @@ def starting_config(path: Path, data_key: str | None = None, channels_last: bool
         count, side, layout = file_shape(path, data_key, channels_last)
         npad = round(side * NPAD_FRACTION)
         functions = load_functions(path, count, resolution=side, npad=npad, channels_last=layout, key=data_key)
-    except ValueError as error:
+    except DataError as error:
         raise ArrayConfigError(str(error)) from None
     values = json.loads(QUICKSTART.read_text())
     why = {key: "the quickstart's" for key in values}

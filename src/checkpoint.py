@@ -3,7 +3,7 @@
 A checkpoint is a plain dict of tensors and numbers, loadable with
 ``torch.load(path, weights_only=True)``::
 
-    method        'sbgm' (the diffusion operator) or 'gan' (GANO); absent in early checkpoints: 'sbgm'
+    method        the method that made it: 'sbgm' (the diffusion operator) or 'gan' (GANO)
     weights       state dict of the network that samples (the score network, GANO's generator)
     ema           its EMA shadow weights (state dict) or None
     optimizer     its Adam state dict
@@ -27,8 +27,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.config import TRAINERS
+from src.errors import KnownError
 from src.files import atomic_paths
+
+# What `save_checkpoint` writes for every method (GANO adds its discriminator's keys).
+REQUIRED_KEYS = ("method", "weights", "ema", "optimizer", "metrics", "last_epoch", "epoch", "step", "epoch_losses",
+                 "rng")
+
+
+class CheckpointError(KnownError, ValueError):
+    """A file that is not a checkpoint of this project, of another method, or that does not fit the config."""
 
 
 class EMA:
@@ -95,26 +103,25 @@ def save_checkpoint(path: Path, networks: dict, optimizers: dict, ema, metrics: 
         torch.save(state, temporary)
 
 
-def load_checkpoint(path: Path, device, method: str | None = None) -> dict:
-    """Read a checkpoint with ``weights_only=True``; a clear error if it is not one, or if
-    ``method`` is given and another method made it."""
+def load_checkpoint(path: Path, device, method: str) -> dict:
+    """Read a checkpoint of method ``method`` with ``weights_only=True``; `CheckpointError` if it
+    is not a checkpoint of this project, or another method made it."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors come in many types
-        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a checkpoint of this project (a {type(state).__name__}, not a dict)")
-    missing = {"weights", "metrics", "last_epoch"} - set(state)
+        raise CheckpointError(f"{path} is not a checkpoint of this project (a {type(state).__name__}, not a dict)")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
-        raise ValueError(f"{path} is not a checkpoint of this project: it lacks {sorted(missing)}")
-    made_by = state.get("method", "sbgm")
-    if method is not None and made_by != method:
-        raise ValueError(f"{path} is a checkpoint of method '{made_by}' ({TRAINERS.get(made_by, '?')}), not of "
-                         f"'{method}' ({TRAINERS[method]}): use the {made_by} scripts for it "
-                         f"(launch_eval.py {made_by}, resume.sh {made_by})")
+        raise CheckpointError(f"{path} is not a checkpoint of this project: it lacks {missing}")
+    if state["method"] != method:
+        made_by = state["method"]
+        raise CheckpointError(f"{path} is a checkpoint of method '{made_by}', not of '{method}': use the {made_by} "
+                              f"scripts for it (launch_eval.py {made_by}, resume.sh {made_by})")
     return state
 
 
 def model_weights(state: dict, use_ema: bool = True) -> dict:
     """The weights to sample with: the EMA shadow when there is one, else the raw weights."""
-    return state["ema"] if use_ema and state.get("ema") is not None else state["weights"]
+    return state["ema"] if use_ema and state["ema"] is not None else state["weights"]

@@ -1,6 +1,11 @@
 """The datasets: the Volcano InSAR ``.int`` files, array files of any functions, splitting,
 batching, flipping.
 
+Functions, everywhere in this project (data, noise draws, samples, the networks' inputs and
+outputs), are tensors ``(batch, res, res, channels)``: channels last, any number of channels
+(2 for Volcano: (cos, sin) of the phase), on a square grid; a network converts to its own
+layout inside its ``forward``.
+
 The ``.int`` format (the real dataset's, defined here and nowhere else): one wrapped
 interferogram per file, raw little-endian float32 of shape (128, 128, 2) in C order, i.e.
 (row, column, [real, imaginary]), no header: 128 * 128 * 2 * 4 = 131072 bytes.
@@ -24,12 +29,14 @@ original did).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from src.errors import KnownError
 from src.progress import progress_bar
 
 FRAME_SIZE = 128
@@ -39,6 +46,11 @@ FILE_BYTES = FRAME_SIZE * FRAME_SIZE * 2 * FILE_DTYPE.itemsize
 _PROGRESS_BAR_MIN_FILES = 256
 # How a pixel is read when resizing (see the module docstring): the point (i / side, j / side), or the cell from there.
 DATA_GRIDS = ("points", "cells")
+
+
+class DataError(KnownError, ValueError):
+    """Data that cannot be trained on or evaluated: missing, unreadable, of the wrong shape or
+    values, or not what the config says; the message names the file and the culprit."""
 
 
 def read_interferogram_phase(path: str | Path) -> np.ndarray:
@@ -56,19 +68,22 @@ def read_interferogram_phase(path: str | Path) -> np.ndarray:
 
     Raises
     ------
-    ValueError
-        If the file size is not 131072 bytes, or it holds NaN or infinite values.
+    DataError
+        If the file cannot be read, its size is not 131072 bytes, or it holds NaN or infinite values.
     """
     path = Path(path)
-    size = path.stat().st_size
-    if size != FILE_BYTES:
-        raise ValueError(
-            f"{path} has {size} bytes, expected {FILE_BYTES} "
-            f"(float32 {FRAME_SIZE} x {FRAME_SIZE} x 2, real and imaginary parts)"
-        )
-    values = np.fromfile(path, dtype=FILE_DTYPE).reshape(FRAME_SIZE, FRAME_SIZE, 2)
+    try:
+        size = path.stat().st_size
+        if size != FILE_BYTES:
+            raise DataError(
+                f"{path} has {size} bytes, expected {FILE_BYTES} "
+                f"(float32 {FRAME_SIZE} x {FRAME_SIZE} x 2, real and imaginary parts)"
+            )
+        values = np.fromfile(path, dtype=FILE_DTYPE).reshape(FRAME_SIZE, FRAME_SIZE, 2)
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
     if not np.isfinite(values).all():
-        raise ValueError(f"{path} holds non-finite (NaN or infinite) values")
+        raise DataError(f"{path} holds non-finite (NaN or infinite) values")
     return np.arctan2(values[..., 1], values[..., 0])
 
 
@@ -103,16 +118,16 @@ def find_interferogram_files(root: str | Path) -> list[Path]:
 
     Raises
     ------
-    FileNotFoundError
+    DataError
         If ``root`` is not a directory or holds no ``.int`` file.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"Volcano data root {root} is not a directory")
+        raise DataError(f"Volcano data root {root} is not a directory")
     # Sorted so that "the first ntrain files" is the same set on every machine.
     paths = sorted(path for path in root.rglob("*.int") if path.is_file())
     if not paths:
-        raise FileNotFoundError(f"no .int files under {root}")
+        raise DataError(f"no .int files under {root}")
     return paths
 
 
@@ -152,10 +167,10 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
     Raises
     ------
     ValueError
-        Bad ``ntrain``, ``resolution`` or ``npad``; fewer than ``ntrain``
-        files; a file of the wrong size or with non-finite values.
-    FileNotFoundError
-        ``root`` is not a directory or holds no ``.int`` file.
+        Bad ``ntrain``, ``resolution`` or ``npad`` (a config checks them first).
+    DataError
+        ``root`` is not a directory or holds no ``.int`` file; fewer than ``ntrain`` files;
+        a file unreadable, of the wrong size or with non-finite values.
     """
     if ntrain < 1:
         raise ValueError(f"ntrain must be at least 1, got {ntrain}")
@@ -163,7 +178,7 @@ def load_volcano(root: str | Path, ntrain: int = 4096, resolution: int = 128, np
         raise ValueError(f"need 0 <= npad < resolution, got resolution={resolution}, npad={npad}")
     paths = find_interferogram_files(root)
     if len(paths) < ntrain:
-        raise ValueError(f"ntrain={ntrain} but only {len(paths)} .int files under {root}")
+        raise DataError(f"ntrain={ntrain} but only {len(paths)} .int files under {root}")
     paths = paths[:ntrain]
 
     # Filled file by file: peak memory is the (N, 2, 128, 128) result only.
@@ -261,13 +276,13 @@ def read_array(path: str | Path, key: str | None = None) -> np.ndarray | torch.T
 
     Raises
     ------
-    ValueError
+    DataError
         Naming the file: missing or unreadable, another suffix, a key that is not there or an
         ambiguous dict (the message lists its tensors' keys), or no array inside.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"array dataset {path} is not a file")
+        raise DataError(f"array dataset {path} is not a file")
     try:
         if path.suffix == ".npy":
             # Memory-mapped: only the ntrain functions taken are read.
@@ -275,21 +290,23 @@ def read_array(path: str | Path, key: str | None = None) -> np.ndarray | torch.T
         if path.suffix == ".pt":
             content = torch.load(path, map_location="cpu", weights_only=True)
         else:
-            raise ValueError(f"expected a {' or '.join(ARRAY_SUFFIXES)} file")
+            raise DataError(f"expected a {' or '.join(ARRAY_SUFFIXES)} file")
     except Exception as error:  # numpy and torch fail on a bad file in many ways
-        raise ValueError(f"cannot read the array dataset {path}: {str(error).splitlines()[0]}") from None
+        raise DataError(f"cannot read the array dataset {path}: {str(error).splitlines()[0]}") from None
     if isinstance(content, torch.Tensor):
         return content
     if not isinstance(content, dict):
-        raise ValueError(f"{path} holds a {type(content).__name__}, not a tensor or a dict of tensors")
+        raise DataError(f"{path} holds a {type(content).__name__}, not a tensor or a dict of tensors")
     tensors = sorted(name for name, value in content.items() if isinstance(value, torch.Tensor))
     if key is None:
         if len(tensors) != 1:
-            raise ValueError(f"{path} holds a dict of {len(tensors)} tensors ({', '.join(map(str, tensors)) or 'none'}): "
-                             "set the config key data_key to the one to train on")
+            raise DataError(f"{path} holds a dict of {len(tensors)} tensors "
+                            f"({', '.join(map(str, tensors)) or 'none'}): "
+                            "set the config key data_key to the one to train on")
         key = tensors[0]
     if key not in tensors:
-        raise ValueError(f"{path} has no tensor under data_key '{key}'; its tensors: {', '.join(map(str, tensors)) or 'none'}")
+        raise DataError(f"{path} has no tensor under data_key '{key}'; its tensors: "
+                        f"{', '.join(map(str, tensors)) or 'none'}")
     return content[key]
 
 
@@ -300,7 +317,7 @@ def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | 
 
     Raises
     ------
-    ValueError
+    DataError
         The grid of the layout asked for, or of both layouts, is not square; or both are square
         (N, H, H, H): the message asks for ``channels_last``.
     """
@@ -308,15 +325,15 @@ def channels_first_layout(path: str | Path, shape: tuple, channels_last: bool | 
     if channels_last is not None:
         height, width = (a, b) if channels_last else (b, c)
         if height != width:
-            raise ValueError(f"{path}: shape {tuple(shape)} read channels-{'last' if channels_last else 'first'} "
+            raise DataError(f"{path}: shape {tuple(shape)} read channels-{'last' if channels_last else 'first'} "
                              f"(channels_last: {str(channels_last).lower()}) is a {height} x {width} grid, "
                              "not a square one")
         return not channels_last
     if a == b == c:
-        raise ValueError(f"{path}: shape {tuple(shape)} is square both ways: set the config key channels_last "
+        raise DataError(f"{path}: shape {tuple(shape)} is square both ways: set the config key channels_last "
                          "(true: (N, H, W, C), false: (N, C, H, W))")
     if a != b and b != c:
-        raise ValueError(f"{path}: shape {tuple(shape)} has no square grid: neither (N, H, W, C) nor (N, C, H, W) "
+        raise DataError(f"{path}: shape {tuple(shape)} has no square grid: neither (N, H, W, C) nor (N, C, H, W) "
                          "with H = W")
     first = b == c
     if announce:
@@ -331,14 +348,14 @@ def grid_layout(where: str, shape: tuple, channels_last: bool | None, announce: 
 
     Raises
     ------
-    ValueError
+    DataError
         Naming ``where``: a rank other than 3 or 4, a grid that is not square, an ambiguous layout.
     """
     if len(shape) not in (3, 4):
-        raise ValueError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
+        raise DataError(f"{where} has shape {shape}: expected 3 axes (N, H, W) or 4 (N, C, H, W) or (N, H, W, C)")
     if len(shape) == 3:
         if shape[1] != shape[2]:
-            raise ValueError(f"{where} has shape {shape}: a {shape[1]} x {shape[2]} grid, not a square one")
+            raise DataError(f"{where} has shape {shape}: a {shape[1]} x {shape[2]} grid, not a square one")
         return True, shape[1]
     first = channels_first_layout(where, shape, channels_last, announce)
     return first, shape[2] if first else shape[1]
@@ -385,6 +402,8 @@ def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, ch
     Raises
     ------
     ValueError
+        Bad ``ntrain``, ``resolution`` or ``npad`` (a config checks them first).
+    DataError
         Naming the file and the culprit: unreadable, a missing or ambiguous key, a rank other
         than 3 or 4, a non-square grid, an ambiguous layout, not real numbers, fewer than
         ``ntrain`` functions, non-finite values (with the first function that has them).
@@ -400,23 +419,78 @@ def load_functions(path: str | Path, ntrain: int, resolution: int, npad: int, ch
     # Integers and floats of either library; not complex numbers, booleans or objects.
     dtype = array.dtype if isinstance(array, np.ndarray) else torch.empty(0, dtype=array.dtype).numpy().dtype
     if dtype.kind not in "iuf":
-        raise ValueError(f"{where} holds {array.dtype} values, not real numbers")
+        raise DataError(f"{where} holds {array.dtype} values, not real numbers")
     if len(shape) == 3:
         array = array[:, None]
     if shape[0] < ntrain:
-        raise ValueError(f"ntrain={ntrain} but {where} holds only {shape[0]} functions")
+        raise DataError(f"ntrain={ntrain} but {where} holds only {shape[0]} functions")
     # A copy, in float32: the memory map of a .npy file is read-only.
     x = torch.from_numpy(np.array(array[:ntrain], dtype=np.float32)) if isinstance(array, np.ndarray) \
         else array[:ntrain].to(torch.float32)
     finite = torch.isfinite(x).flatten(1).all(dim=1)
     if not finite.all():
         bad = int((~finite).nonzero()[0])
-        raise ValueError(f"{where} holds non-finite (NaN or infinite) values, first in function {bad} "
+        raise DataError(f"{where} holds non-finite (NaN or infinite) values, first in function {bad} "
                          f"({int((~finite).sum())} of the first {ntrain} functions)")
     if not first:
         x = x.permute(0, 3, 1, 2)
     return resize_and_crop(x.contiguous(), resolution, npad, grid=grid,
                            antialias=grid == "cells" and resolution < side)
+
+
+# ---------------------------------------------------------------------------
+# The data of a config: ``args`` is a config (src/config.py's CommonArguments, either method's)
+
+DATA_FORMAT_DESCRIPTIONS = {"volcano": "a folder of .int files", "array": "an array file"}
+
+
+def data_format_of(data_dir: str) -> str:
+    """'array' for a .npy or .pt file, else 'volcano' (a folder of .int files)."""
+    return "array" if is_array_file(data_dir) else "volcano"
+
+
+def load_data(args, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation functions (N, res, res, C) of config ``args``, res = factor * args.data_resolution.
+
+    ``data_dir`` is a folder of Volcano ``.int`` files, or an array file (``.npy``, ``.pt``) of
+    any functions, resized on the config's ``data_grid``. ``factor`` > 1 gives the ground truth
+    for super-resolution: the functions resized to factor x resolution and cropped by factor x
+    npad, the same region at a finer grid (interpolated above `native_side`).
+
+    Raises
+    ------
+    DataError
+        Bad data (see `load_volcano`, `load_functions`), or data not of the config's
+        ``data_format`` or ``channels`` (a run trained on other data).
+    """
+    data_format = data_format_of(data_dir)
+    if args.data_format not in (None, data_format):
+        raise DataError(f"config key 'data_format' = {args.data_format!r}, but DATA_DIR={data_dir} is "
+                        f"{DATA_FORMAT_DESCRIPTIONS[data_format]}")
+    resolution, npad = factor * args.resize_to, factor * args.npad
+    if data_format == "array":
+        x = load_functions(data_dir, args.ntrain, resolution, npad, channels_last=args.channels_last,
+                           key=args.data_key, grid=args.data_grid)
+    else:
+        x = load_volcano(data_dir, ntrain=args.ntrain, resolution=resolution, npad=npad, multilook=args.multilook)
+    if args.channels is not None and x.shape[-1] != args.channels:
+        raise DataError(f"config key 'channels' = {args.channels}, but the functions of DATA_DIR={data_dir} "
+                        f"have {x.shape[-1]}")
+    return split_train_valid(x, args.val_size, seed=args.seed)
+
+
+def native_side(args, data_dir: str) -> int:
+    """Side of the grid the data are stored on (Volcano: 128 px; an array file: its grid's side,
+    from its shape): above it, resized data are interpolated, with no finer detail."""
+    if data_format_of(data_dir) == "volcano":
+        return FRAME_SIZE
+    return array_side(data_dir, channels_last=args.channels_last, key=args.data_key)
+
+
+def with_data(args, data_dir: str, functions: torch.Tensor):
+    """``args`` with ``data_format`` and ``channels`` of the data set, as training records them in
+    config.json: evaluation rebuilds the networks and picks the metrics from them alone."""
+    return replace(args, data_format=data_format_of(data_dir), channels=functions.shape[-1])
 
 
 def validation_count(n_frames: int, val_size: float) -> int:
@@ -489,7 +563,7 @@ def epoch_batches(n_train: int, batch_size: int, seed: int, epoch: int,
 
 
 def flip(u: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Functions u (B, res, res, 2) flipped where ``flips`` (B, 2) says: [:, 0] reverses the
-    columns (horizontal), [:, 1] the rows. A flip keeps (cos, sin) valid: no channel changes."""
+    """Functions u (B, res, res, channels) flipped where ``flips`` (B, 2) says: [:, 0] reverses the
+    columns (horizontal), [:, 1] the rows. No channel changes, so (cos, sin) stays valid."""
     u = torch.where(flips[:, 0, None, None, None], u.flip(2), u)
     return torch.where(flips[:, 1, None, None, None], u.flip(1), u)

@@ -17,25 +17,21 @@ What a run means does not change with the number of processes:
 - Rank 0 alone writes files: checkpoints, results, figures. Every rank reads the checkpoint
   on resumption, which needs nothing of the world size that wrote it.
 
-Environment read (torchrun's first, else srun's):
-    RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT        set by torchrun
-    SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, SLURM_STEP_NODELIST, SLURM_JOB_ID
-                                                                  set by srun in each task
-Under srun, MASTER_ADDR defaults to the step's first node and MASTER_PORT to a port derived
-from the job id (the same after a requeue, different for two jobs on one node).
+A `World` is given its rank and size, and `World.start` rank 0's address, as values: src/cli.py
+reads them from torchrun's or srun's environment.
 """
 
-import os
 import signal
-import subprocess
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from src.errors import KnownError
 
-class DistributedError(RuntimeError):
+
+class DistributedError(KnownError, RuntimeError):
     """The process cannot join its world (a missing address, an uneven batch)."""
 
 
@@ -56,34 +52,6 @@ class Shard:
         return drawn[self.start:self.stop]
 
 
-def slurm_master_address() -> str:
-    """The first node of the srun step: rank 0 runs there (srun numbers tasks node by node)."""
-    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
-    if not nodes:
-        raise DistributedError("MASTER_ADDR is not set and Slurm gives no node list: set MASTER_ADDR to the "
-                               "host of rank 0")
-    try:
-        hosts = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
-                               check=True, timeout=60).stdout.split()
-    except (OSError, subprocess.SubprocessError) as error:
-        raise DistributedError(f"MASTER_ADDR is not set and `scontrol show hostnames {nodes}` failed ({error}): "
-                               f"set MASTER_ADDR to the host of rank 0") from None
-    return hosts[0]
-
-
-def environment_ranks() -> tuple[int, int, int]:
-    """(rank, world size, local rank) of this process, from torchrun's or srun's variables;
-    (0, 1, 0) for a process started plainly (or as the batch script of a Slurm job)."""
-    if "WORLD_SIZE" in os.environ:
-        return int(os.environ.get("RANK", 0)), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
-    # SLURM_STEP_NUM_TASKS is set in the tasks of an srun step, not in a batch script, whose
-    # SLURM_NTASKS is the whole job's: a script run directly by sbatch is one process.
-    if "SLURM_STEP_NUM_TASKS" in os.environ and "SLURM_PROCID" in os.environ:
-        return (int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"]),
-                int(os.environ.get("SLURM_LOCALID", 0)))
-    return 0, 1, 0
-
-
 class World:
     """The processes of one run and the few collectives training needs; a world of size 1
     runs none of them, so a single process behaves as it did before there were several."""
@@ -91,6 +59,7 @@ class World:
     def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, device: torch.device | None = None):
         self.rank, self.size, self.local_rank = rank, size, local_rank
         self.device = torch.device(device) if device is not None else default_device(local_rank)
+        self.address, self.port = None, None  # rank 0's, once started
         self.stop_group = None  # a gloo group for the stop flag: a CPU tensor, no device sync
 
     @property
@@ -101,18 +70,19 @@ class World:
     def backend(self) -> str:
         return "nccl" if self.device.type == "cuda" else "gloo"
 
-    def start(self) -> "World":
-        """Join the process group (a world of several only)."""
+    def start(self, address: str | None = None, port: int | None = None) -> "World":
+        """Join the process group (a world of several only), whose store rank 0 serves at ``address``:``port``."""
         if self.size == 1:
             return self
-        if "MASTER_ADDR" not in os.environ:
-            os.environ["MASTER_ADDR"] = slurm_master_address()
-        if "MASTER_PORT" not in os.environ:
-            os.environ["MASTER_PORT"] = str(10000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000)
+        if address is None or port is None:
+            raise DistributedError(f"rank {self.rank} of {self.size} has no address of rank 0: set MASTER_ADDR "
+                                   "and MASTER_PORT")
+        self.address, self.port = address, port
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        dist.init_process_group(self.backend, rank=self.rank, world_size=self.size,
-                                device_id=self.device if self.device.type == "cuda" else None)
+        host = f"[{self.address}]" if ":" in self.address else self.address  # an IPv6 address
+        dist.init_process_group(self.backend, init_method=f"tcp://{host}:{self.port}", rank=self.rank,
+                                world_size=self.size, device_id=self.device if self.device.type == "cuda" else None)
         self.stop_group = dist.new_group(backend="gloo") if self.backend != "gloo" else dist.group.WORLD
         return self
 
@@ -124,7 +94,7 @@ class World:
         if self.size == 1:
             return f"1 process, device {self.device}"
         return (f"{self.size} processes ({self.backend}), this one rank {self.rank} (local rank {self.local_rank}) "
-                f"on {self.device}, master {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
+                f"on {self.device}, master {self.address}:{self.port}")
 
     def shard(self, batch_size: int) -> Shard:
         """This rank's rows of a batch of ``batch_size``; the batch must split evenly."""
@@ -179,7 +149,3 @@ def default_device(local_rank: int = 0) -> torch.device:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
-
-def world_from_environment() -> World:
-    rank, size, local_rank = environment_ranks()
-    return World(rank, size, local_rank)

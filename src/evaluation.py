@@ -1,8 +1,9 @@
-"""Evaluation of a trained experiment: output names, reading its files, metrics of samples.
+"""Evaluation of a trained experiment: its modes (`generate`, `superres`, `plot`), output names,
+reading its files, metrics of samples.
 
-`eval.py` (the command line) and `plot_stats.py` are made of these functions, of
-`src.experiment.sample` (sampling) and of `src.plotting` (figures). Nothing here reads the
-environment or argv; paths and values come in as arguments.
+eval.py and eval_gano.py (their command line is src/cli.py's) run the modes, and `plot_stats.py`
+reads with these functions; sampling is `src.experiment.sample`, figures `src.plotting`. Nothing
+here reads the environment or argv; paths and values come in as arguments.
 
 Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's file name,
 ``postfix`` is ``""`` at the training resolution and ``"_{factor}x"`` for super-resolution)::
@@ -17,8 +18,10 @@ Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's fil
 The ground truth at the training resolution is the experiment's own ``gt_stats.pkl``.
 """
 
+import math
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -26,15 +29,38 @@ import numpy as np
 import torch
 
 from src.checkpoint import load_checkpoint, model_weights
-from src.config import CommonArguments, method_of
-from src.experiment import build_model
-from src.metrics import STATS_KEYS, function_stats, kind_of, validation_metrics, wasserstein_metrics
+from src.config import CommonArguments
+from src.data import load_data, native_side
+from src.errors import KnownError
+from src.experiment import Method, build_noise, sample
+from src.files import write_outputs
+from src.metrics import STATS_KEYS, function_stats, kind_of, mean_image_metrics, validation_metrics, wasserstein_metrics
+from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
+                          plot_sample_pages, plot_stats_histograms)
 
 GT_STATS = "gt_stats.pkl"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(KnownError, ValueError):
     """An evaluation that cannot run: a missing file, a checkpoint that does not fit, ..."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an evaluation samples and how its outputs are named (eval.py's flags).
+
+    ``checkpoint``: the checkpoint file of the experiment directory; ``outputs_of``: what the
+    output files are named after, the checkpoint and any change of its sampler; ``n`` functions
+    sampled ``batch_size`` at a time with ``seed``; ``factor``: superres's grid, this many times
+    as fine as the training one.
+    """
+
+    checkpoint: str
+    outputs_of: str
+    n: int
+    batch_size: int
+    seed: int
+    factor: int = 2
 
 
 # ---------------------------------------------------------------------------
@@ -156,7 +182,7 @@ def same_stats(a: dict, b: dict) -> bool:
 # ---------------------------------------------------------------------------
 # The model and its samples
 
-def load_model(args: CommonArguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
+def load_model(method: Method, args: CommonArguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
     """The experiment's sampling network (the score network, GANO's generator) with the
     checkpoint's EMA weights (raw weights if it has none).
 
@@ -164,8 +190,8 @@ def load_model(args: CommonArguments, checkpoint_path: Path, device) -> tuple[to
     -------
     (model, state): the model in eval mode on ``device``, and the checkpoint dict.
     """
-    state = load_checkpoint(checkpoint_path, device, method=method_of(args))  # ValueError: not this method's
-    model = build_model(args)
+    state = load_checkpoint(checkpoint_path, device, method.name)  # CheckpointError: not this method's
+    model = method.build_model(args)
     try:
         model.load_state_dict(model_weights(state))
     except RuntimeError as error:
@@ -207,3 +233,144 @@ def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean:
 def format_metrics(metrics: dict, indent: str = "  ") -> str:
     """One ``name = value`` line per metric, values with 8 significant digits."""
     return "\n".join(f"{indent}{name} = {value:.8g}" for name, value in metrics.items())
+
+
+# ---------------------------------------------------------------------------
+# The modes
+
+def generate(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path, request: Request,
+             data_dir: Optional[str], device) -> list[str]:
+    """Sample at the training resolution and score against the experiment's gt_stats.pkl (and,
+    with ``data_dir``, the data's mean image); the names of the files written to ``savedir``."""
+    real_stats = read_stats(exp_dir / GT_STATS)
+    real = None
+    if data_dir:
+        real = load_data(args, data_dir)[0]
+        if not same_stats(function_stats(real, args.metric_kind), real_stats):
+            print(f"warning: the training data under DATA_DIR={data_dir} differs from the data of "
+                  f"{exp_dir / GT_STATS}; the mean image compares against DATA_DIR")
+    else:
+        print("note: DATA_DIR is not set, so there is no data mean: no mean-image metrics, and "
+              "--mode=plot will draw no mean image")
+    samples, epoch = sample_checkpoint(method, args, exp_dir, request, 1, device)
+    metrics, stats = evaluate_samples(samples, real_stats, real)
+    print(f"{len(samples)} samples against the training data ({exp_dir / GT_STATS}):")
+    print(format_metrics(metrics))
+    files = outputs(method, args, savedir, request, 1, samples, stats, metrics,
+                    None if real is None else real.mean(0), epoch)
+    write_outputs(files)
+    return [path.name for path in files]
+
+
+def superres(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path, request: Request,
+             data_dir: Optional[str], device) -> list[str]:
+    """Sample on a grid ``request.factor`` times as fine and score against the data resized to it."""
+    factor = request.factor
+    if factor < 2:
+        raise EvaluationError("--mode=superres needs --factor >= 2 (use --mode=generate at the training resolution)")
+    if not data_dir:
+        raise EvaluationError("--mode=superres needs the environment variable DATA_DIR (the ground truth at "
+                              f"{factor} x the resolution comes from the data)")
+    real = load_data(args, data_dir, factor)[0]
+    native = native_side(args, data_dir)
+    if factor * args.resize_to > native:
+        print(f"note: the ground truth at {factor * args.resize_to} px is interpolated from the data's "
+              f"{native} px grid, so it has no detail finer than that grid's")
+    real_stats = function_stats(real, args.metric_kind)
+    samples, epoch = sample_checkpoint(method, args, exp_dir, request, factor, device)
+    metrics, stats = evaluate_samples(samples, real_stats, real)
+    print(f"{len(samples)} samples against the training data at {factor} x the resolution "
+          f"({real.shape[1]} x {real.shape[2]} px, {len(real)} functions):")
+    print(format_metrics(metrics))
+    files = {savedir / gt_stats_name(factor): real_stats,
+             **outputs(method, args, savedir, request, factor, samples, stats, metrics, real.mean(0), epoch)}
+    write_outputs(files)
+    return [path.name for path in files]
+
+
+def sample_checkpoint(method: Method, args: CommonArguments, exp_dir: Path, request: Request, factor: int,
+                      device) -> tuple[torch.Tensor, int]:
+    """(the samples of the checkpoint on a grid ``factor`` times the training one, its epoch)."""
+    model, state = load_model(method, args, exp_dir / request.checkpoint, device)
+    epoch = int(state["last_epoch"]) + 1
+    res = factor * args.data_resolution
+    print(f"Sampling {request.n} functions of {res} x {res} px ({factor} x the training resolution) "
+          f"with {request.checkpoint} (epoch {epoch}, {'EMA' if state['ema'] is not None else 'raw'} weights), "
+          f"seed {request.seed}, device {device}")
+    evaluations = method.network_evaluations(args)
+    batches = math.ceil(request.n / request.batch_size)
+    print(f"{evaluations} network evaluations a function: {evaluations * request.n} in all, in {batches} batch(es) "
+          f"of {min(request.batch_size, request.n)} functions (--Ntest and --val_batch_size set them)")
+    samples = sample(method, model, args, build_noise(args, res, device), request.n, request.batch_size,
+                     seed=request.seed, estimate=True)
+    if len(samples) == 0:
+        raise EvaluationError(f"all {request.n} samples diverged (NaN or inf){method.divergence_hint}; "
+                              "nothing was written")
+    if len(samples) < request.n:
+        print(f"warning: {request.n - len(samples)} of {request.n} samples diverged and were dropped")
+    return samples, epoch
+
+
+def outputs(method: Method, args: CommonArguments, savedir: Path, request: Request, factor: int, samples,
+            stats: dict, metrics: dict, data_mean, epoch: int) -> dict:
+    """{path: value} of the samples pickle, the stats pickle and the metrics JSON of one set of samples."""
+    name = request.outputs_of
+    record = samples_record(samples, stats, metrics, data_mean, name, epoch, factor, request.seed, request.n)
+    summary = {**metrics, "checkpoint": record["checkpoint"], "epoch": epoch, "factor": factor,
+               "resolution": record["resolution"], "n_samples": len(samples), "n_requested": request.n,
+               "seed": request.seed, "network_evaluations": method.network_evaluations(args),
+               "sampler": {key: getattr(args, key) for key in method.sampler_keys}}
+    return {savedir / samples_name(name, factor): record, savedir / stats_name(name, factor): stats,
+            savedir / metrics_name(name, factor): summary}
+
+
+def plot(args: CommonArguments, exp_dir: Path, savedir: Path, outputs_of: str) -> list[str]:
+    """Figures of every samples[_<f>x].<outputs_of>.pkl in ``savedir``: sample grids, mean images,
+    statistics histograms; the names (patterns) of the files written."""
+    factors = find_sample_factors(savedir, outputs_of)
+    if not factors:
+        present = sorted(p.name for p in savedir.glob("samples*.pkl")) if savedir.is_dir() else []
+        raise EvaluationError(f"no {samples_name(outputs_of)} nor samples_<factor>x.{Path(outputs_of).name}.pkl in "
+                              f"{savedir} (run --mode=generate or --mode=superres first); samples there: "
+                              f"{', '.join(present) if present else 'none'}")
+    # Read and check every input before drawing anything.
+    inputs = []
+    for factor in factors:
+        record = read_pickle(savedir / samples_name(outputs_of, factor), keys=("samples",))
+        shape = np.shape(record["samples"])
+        channels = args.function_channels
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != channels or shape[0] == 0:
+            raise EvaluationError(f"{savedir / samples_name(outputs_of, factor)}: samples of shape {shape}, "
+                                  f"expected (N, res, res, {channels})")
+        gt_path = exp_dir / GT_STATS if factor == 1 else savedir / gt_stats_name(factor)
+        stats = read_stats(savedir / stats_name(outputs_of, factor))
+        inputs.append((factor, record, gt_path, read_stats(gt_path), stats))
+
+    extensions = "{" + ",".join(FIGURE_FORMATS) + "}"
+    written = []
+    for factor, record, gt_path, real_stats, stats in inputs:
+        samples = torch.from_numpy(np.asarray(record["samples"]))
+        print(f"{samples_name(outputs_of, factor)}: {len(samples)} samples of "
+              f"{samples.shape[1]} x {samples.shape[2]} px")
+        stem = figure_stem("samples", outputs_of, factor)
+        plot_sample_pages(samples, savedir, stem, kind=args.metric_kind)
+        written.append(f"{stem}.{{{','.join(GRID_PRESETS)}}}.{{0..{GRID_PAGES - 1}}}.{extensions}")
+
+        stem = figure_stem("mean_sample", outputs_of, factor)
+        if record.get("data_mean") is not None:
+            data_mean = torch.from_numpy(np.asarray(record["data_mean"]))[None]
+            # No suptitle: it would sit over the panel titles; the metrics are printed instead.
+            plot_mean_images(data_mean, samples, figure_paths(savedir, stem), kind=args.metric_kind)
+            print(format_metrics(mean_image_metrics(data_mean, samples, args.metric_kind)))
+            written.append(f"{stem}.{extensions}")
+        else:
+            print(f"note: {samples_name(outputs_of, factor)} holds no data mean (DATA_DIR was not set when it "
+                  f"was generated), so {stem}.png is not drawn")
+
+        stem = figure_stem("stats", outputs_of, factor)
+        metrics = wasserstein_metrics(real_stats, stats)
+        plot_stats_histograms(real_stats, stats, metrics, figure_paths(savedir, stem))
+        print(f"{stats_name(outputs_of, factor)} against {gt_path}:")
+        print(format_metrics(metrics))
+        written.append(f"{stem}.{extensions}")
+    return written

@@ -3,7 +3,8 @@
 A file is first written beside its target under a temporary name, flushed to the disk, and
 then moved over it with ``os.replace`` (and the rename flushed too), so that a job killed
 mid-write, a write that fails (a full disk) or a node that crashes never leaves a truncated
-checkpoint, result or config behind, and never damages the earlier one.
+checkpoint, result or config behind, and never damages the earlier one. A write the system
+refuses (a full disk, a read-only folder) is a `WriteError` that names the file.
 """
 
 import contextlib
@@ -13,6 +14,12 @@ import pickle
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from src.errors import KnownError
+
+
+class WriteError(KnownError, OSError):
+    """A result file that could not be written; the earlier one, if any, is left as it was."""
 
 
 def _umask() -> int:
@@ -36,27 +43,33 @@ def atomic_paths(paths: Sequence[Path]) -> Iterator[list[Path]]:
     """Temporary paths beside ``paths`` (same suffix, so writers infer the format).
 
     When the body finishes, each temporary file replaces its target; if it raises, the
-    temporary files are removed and the targets are untouched.
+    temporary files are removed and the targets are untouched. An `OSError` on the way, the
+    body's included, becomes a `WriteError` naming the targets.
     """
     targets = [Path(p) for p in paths]
     temporaries = []
     try:
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
-                                            dir=target.parent)
-            os.close(handle)
-            temporaries.append(Path(name))
-        yield temporaries
-        # mkstemp makes files only their owner can read; give them the mode open() would.
-        mode = 0o666 & ~_umask()
-        for temporary in temporaries:
-            os.chmod(temporary, mode)
-            fsync_file(temporary)  # the content is on disk before any rename can be
-        for temporary, target in zip(temporaries, targets):
-            os.replace(temporary, target)
-        for folder in {target.parent for target in targets}:
-            fsync_file(folder)  # and so are the renames
+        try:
+            for target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}",
+                                                dir=target.parent)
+                os.close(handle)
+                temporaries.append(Path(name))
+            yield temporaries
+            # mkstemp makes files only their owner can read; give them the mode open() would.
+            mode = 0o666 & ~_umask()
+            for temporary in temporaries:
+                os.chmod(temporary, mode)
+                fsync_file(temporary)  # the content is on disk before any rename can be
+            for temporary, target in zip(temporaries, targets):
+                os.replace(temporary, target)
+            for folder in {target.parent for target in targets}:
+                fsync_file(folder)  # and so are the renames
+        except WriteError:
+            raise
+        except OSError as error:
+            raise WriteError(f"cannot write {', '.join(map(str, targets))}: {error}") from error
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
@@ -98,7 +111,10 @@ def append_line(path: Path, line: str) -> None:
 
     An append is not atomic: a kill can leave a partial last line, which readers of such logs
     skip (see src.training.results_up_to)."""
-    with open(path, "a") as log:
-        log.write(line + "\n")
-        log.flush()
-        os.fsync(log.fileno())
+    try:
+        with open(path, "a") as log:
+            log.write(line + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+    except OSError as error:
+        raise WriteError(f"cannot append to {path}: {error}") from error

@@ -2,9 +2,10 @@
 
 The model (Lim et al. 2023, "Score-based diffusion models in function space") perturbs
 functions with Gaussian noise whose covariance is a stationary, isotropic kernel on the
-unit square.  A batch of functions has layout ``(n, res, res, 2)``, channels last; the
-two channels (cos and sin of an InSAR phase) are independent draws (``ChannelNoise`` makes
-any other number of them, for array data).  For the isotropic
+unit square.  A batch of draws has the project's layout for functions, ``(n, res, res,
+channels)`` (src/data.py), any number of channels, each an independent draw of the same field
+(2 for Volcano's cos and sin); ``n`` draws of ``channels`` channels are ``n * channels``
+independent fields, field ``i * channels + c`` being channel ``c`` of draw ``i``.  For the isotropic
 kernels grid point ``(i, j)``, ``i, j = 0 .. res-1``, sits at ``(i / res, j / res)``; for
 ``"gano"`` at the cell centre ``((i + 1/2) / res, (j + 1/2) / res)``.  Covariance
 matrices over the grid use the row-major flat index ``i * res + j``.
@@ -45,9 +46,9 @@ with eigenvalues ``lambda``: the 2-D DFT of the kernel at the torus lags, plus
     field = FFT2(sqrt(lambda / m^2) (z1 + i z2))
 
 has real and imaginary parts independent ``N(0, C_torus)``, and their ``[0:res, 0:res]``
-corners are the two channels.  On the *full* torus, ``m >= 2 (res - 1)``, every grid lag
-is its own torus lag and the corners' covariance is exactly ``C + rbf_eps^2 I``; a kernel
-that decays may use a smaller *compact* torus that changes no entry by more than
+corners are two consecutive fields (a draw of 2 channels is one torus).  On the *full*
+torus, ``m >= 2 (res - 1)``, every grid lag is its own torus lag and the corners' covariance
+is exactly ``C + rbf_eps^2 I``; a kernel that decays may use a smaller *compact* torus that changes no entry by more than
 ``tail_tolerance`` (``compact_embedding_size``, ``embedding_covariance_error``).
 """
 
@@ -59,9 +60,11 @@ from collections.abc import Callable
 
 import torch
 
+from src.errors import KnownError
+
 __all__ = ["KERNELS", "NOISE_KERNELS", "NOISE_METHODS", "CholeskyGRF", "CirculantEmbeddingFallbackWarning",
-           "FFTGRF", "IndependentGaussian", "IsotropicKernel", "NeumannGRF", "NoiseSampler", "NoiseTooLargeError",
-           "ChannelNoise", "build_noise_sampler", "circulant_embedding_eigenvalues", "compact_embedding_size",
+           "FFTGRF", "IndependentGaussian", "IsotropicKernel", "NeumannGRF", "NoiseError", "NoiseSampler",
+           "NoiseTooLargeError", "build_noise_sampler", "circulant_embedding_eigenvalues", "compact_embedding_size",
            "embedding_covariance_error", "minimal_embedding_size", "neumann_cosine_basis"]
 
 Kernel = Callable[[torch.Tensor], torch.Tensor]  # distance (any shape) -> covariance (same shape)
@@ -159,15 +162,20 @@ def _to_float32_without_subnormals(values: torch.Tensor) -> torch.Tensor:
     return single.masked_fill_(single.abs() < torch.finfo(torch.float32).tiny, 0)
 
 
+class NoiseError(KnownError, ValueError):
+    """Noise that cannot be drawn as configured (the message says which key to change)."""
+
+
 class NoiseSampler(ABC):
-    """Draws noise functions on a ``res x res`` grid, made and returned on ``device``."""
+    """Draws noise functions of ``channels`` channels on a ``res x res`` grid, made and returned on ``device``."""
 
     res: int
+    channels: int
     device: torch.device
 
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` draws, ``(n, res, res, 2)`` float32 on ``self.device``, channels independent.
+        """``n`` draws, ``(n, res, res, channels)`` float32 on ``self.device``, channels independent.
 
         ``generator`` lives on ``self.device``; ``None`` uses torch's global generator.
         """
@@ -177,7 +185,7 @@ class NoiseSampler(ABC):
         """Per-channel covariance of the first ``k <= res^2`` grid points, ``(k, k)`` float64; None if white."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(res={self.res}, device={self.device})"
+        return f"{type(self).__name__}(res={self.res}, channels={self.channels}, device={self.device})"
 
 
 def _check_at_least(name: str, value: float, minimum: int) -> None:
@@ -185,17 +193,26 @@ def _check_at_least(name: str, value: float, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def _as_draws(fields: torch.Tensor, n: int, channels: int) -> torch.Tensor:
+    """The first ``n * channels`` of independent fields ``(F, res, res)`` as ``n`` draws ``(n, res,
+    res, channels)``: field ``i * channels + c`` is channel ``c`` of draw ``i``."""
+    res = fields.shape[-1]
+    return fields[: n * channels].reshape(n, channels, res, res).permute(0, 2, 3, 1).contiguous()
+
+
 class IndependentGaussian(NoiseSampler):
     """White noise: every value an independent standard normal."""
 
-    def __init__(self, res: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, res: int, device: torch.device | str = "cpu", channels: int = 2) -> None:
         _check_at_least("res", res, 1)
+        _check_at_least("channels", channels, 1)
         self.res = res
+        self.channels = channels
         self.device = torch.device(device)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_at_least("number of draws", n, 0)
-        return torch.randn(n, self.res, self.res, 2, generator=generator, device=self.device)
+        return torch.randn(n, self.res, self.res, self.channels, generator=generator, device=self.device)
 
     def covariance_block(self, k: int) -> None:
         return None
@@ -204,10 +221,12 @@ class IndependentGaussian(NoiseSampler):
 class _GaussianRandomField(NoiseSampler):
     """What the GRF samplers share: the covariance ``C + rbf_eps^2 I`` they draw."""
 
-    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str) -> None:
+    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str, channels: int) -> None:
         _check_at_least("res", res, 1)
         _check_at_least("rbf_eps", rbf_eps, 0)
+        _check_at_least("channels", channels, 1)
         self.res = res
+        self.channels = channels
         self.kernel = kernel
         self.rbf_eps = rbf_eps
         self.device = torch.device(device)
@@ -229,19 +248,22 @@ class CholeskyGRF(_GaussianRandomField):
         Standard deviation of the white noise added to the field, ``>= 0``.
     device : torch.device or str
         Where draws are made.
+    channels : int
+        Channels of a draw, each an independent field.
 
-    Raises ``ValueError`` if ``C + rbf_eps^2 I`` is not numerically positive definite.
+    Raises ``NoiseError`` if ``C + rbf_eps^2 I`` is not numerically positive definite.
     """
 
-    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu") -> None:
-        super().__init__(res, kernel, rbf_eps, device)
+    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu",
+                 channels: int = 2) -> None:
+        super().__init__(res, kernel, rbf_eps, device, channels)
         # float64: a smooth kernel's matrix is ill-conditioned, and float32 Cholesky fails
         # or loses its small eigenvalues.
         covariance = _dense_covariance(res, kernel, rbf_eps, self.device)
         factor, info = torch.linalg.cholesky_ex(covariance)
         del covariance  # frees 8 res^4 bytes before the float32 copy is made
         if info.item() != 0:
-            raise ValueError(
+            raise NoiseError(
                 f"covariance of {kernel!r} at res={res} with rbf_eps={rbf_eps} is not numerically "
                 f"positive definite (Cholesky failed at column {info.item()}); increase rbf_eps"
             )
@@ -252,14 +274,15 @@ class CholeskyGRF(_GaussianRandomField):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_at_least("number of draws", n, 0)
         points = self.res * self.res
-        # All n * 2 channels in one matmul: rows of z are independent N(0, I),
+        # All n * channels fields in one matmul: rows of z are independent N(0, I),
         # rows of z L^T are N(0, L L^T).
-        white = torch.randn(2 * n, points, generator=generator, device=self.device)
+        white = torch.randn(self.channels * n, points, generator=generator, device=self.device)
         fields = white @ self.cholesky_factor.T
-        return fields.reshape(n, 2, self.res, self.res).permute(0, 2, 3, 1).contiguous()
+        return _as_draws(fields.reshape(-1, self.res, self.res), n, self.channels)
 
     def __repr__(self) -> str:
-        return f"CholeskyGRF(res={self.res}, kernel={self.kernel!r}, rbf_eps={self.rbf_eps}, device={self.device})"
+        return (f"CholeskyGRF(res={self.res}, kernel={self.kernel!r}, rbf_eps={self.rbf_eps}, "
+                f"channels={self.channels}, device={self.device})")
 
 
 def _five_smooth_at_least(size: int) -> int:
@@ -357,7 +380,7 @@ def _is_nonnegative(eigenvalues: torch.Tensor, tolerance: float) -> bool:
     return eigenvalues.min().item() >= -tolerance * eigenvalues.max().item()
 
 
-class NoiseTooLargeError(ValueError):
+class NoiseTooLargeError(NoiseError):
     """The GRF has no circulant embedding and its dense fallback would not fit in memory."""
 
 
@@ -389,7 +412,7 @@ class FFTGRF(_GaussianRandomField):
 
     Parameters
     ----------
-    res, kernel, rbf_eps, device
+    res, kernel, rbf_eps, device, channels
         As for ``CholeskyGRF``.
     max_doublings, max_embedding_size : int
         Limits on enlarging the torus to clear negative eigenvalues.
@@ -413,11 +436,11 @@ class FFTGRF(_GaussianRandomField):
         The sampler in use if no torus was positive semi-definite.
     """
 
-    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu", *,
-                 max_doublings: int = 3, max_embedding_size: int = 8192,
+    def __init__(self, res: int, kernel: Kernel, rbf_eps: float, device: torch.device | str = "cpu",
+                 channels: int = 2, *, max_doublings: int = 3, max_embedding_size: int = 8192,
                  negative_tolerance: float = NEGATIVE_TOLERANCE, max_chunk_bytes: int = 256 * 2**20,
                  tail_tolerance: float = 1e-12, max_fallback_bytes: float = math.inf) -> None:
-        super().__init__(res, kernel, rbf_eps, device)
+        super().__init__(res, kernel, rbf_eps, device, channels)
         self.max_chunk_bytes = max_chunk_bytes
         self.tail_tolerance = tail_tolerance
         self.fallback_sampler: CholeskyGRF | None = None
@@ -461,7 +484,7 @@ class FFTGRF(_GaussianRandomField):
                 CirculantEmbeddingFallbackWarning,
                 stacklevel=2,
             )
-            self.fallback_sampler = CholeskyGRF(res, kernel, rbf_eps, self.device)
+            self.fallback_sampler = CholeskyGRF(res, kernel, rbf_eps, self.device, channels)
             self.max_covariance_error = 0.0
             return
         self.max_covariance_error = embedding_covariance_error(res, kernel, embedding_size)
@@ -477,26 +500,28 @@ class FFTGRF(_GaussianRandomField):
         if self.fallback_sampler is not None:
             return self.fallback_sampler.sample(n, generator)
         res, m = self.res, self.embedding_size
-        draws = torch.empty(n, res, res, 2, device=self.device)
+        tori = -(-n * self.channels // 2)  # each gives two fields, its real and imaginary parts
+        pairs = torch.empty(tori, res, res, 2, device=self.device)
         complex64_bytes = 8
         chunk = max(1, self.max_chunk_bytes // (complex64_bytes * m * m))
         # Chunks bound the memory of a large batch of large tori.  One buffer of normals
         # serves every chunk: a fresh allocation per chunk costs page faults.
-        normals = torch.empty(min(chunk, n), m, m, 2, device=self.device)
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
+        normals = torch.empty(min(chunk, tori), m, m, 2, device=self.device)
+        for start in range(0, tori, chunk):
+            stop = min(start + chunk, tori)
             # (z1, z2) as the last axis, scaled to the real and imaginary parts of W.
             spectrum = normals[: stop - start].normal_(generator=generator).mul_(self._spectral_amplitude)
             # The FFT runs on the whole torus though only a corner is kept: pruned into two
             # 1-D passes (one of them strided) it saves few operations on the compact torus.
             torus_fields = torch.fft.fft2(torch.view_as_complex(spectrum))
-            # (real, imag) of the sub-grid are the two channels.
-            draws[start:stop] = torch.view_as_real(torus_fields[:, :res, :res])
-        return draws
+            pairs[start:stop] = torch.view_as_real(torus_fields[:, :res, :res])
+        if self.channels == 2:
+            return pairs  # fields 2 i and 2 i + 1, the real and imaginary parts of torus i, are draw i
+        return _as_draws(pairs.permute(0, 3, 1, 2).reshape(2 * tori, res, res), n, self.channels)
 
     def __repr__(self) -> str:
         return (f"FFTGRF(res={self.res}, kernel={self.kernel!r}, rbf_eps={self.rbf_eps}, "
-                f"device={self.device}, embedding_size={self.embedding_size}, "
+                f"channels={self.channels}, device={self.device}, embedding_size={self.embedding_size}, "
                 f"max_covariance_error={self.max_covariance_error:.1e}, "
                 f"fallback={self.fallback_sampler is not None})")
 
@@ -547,15 +572,14 @@ class NeumannGRF(NoiseSampler):
         lambda[k] phi_k(x)^2`` stays bounded as ``res`` grows only then.  Larger is smoother.
     tau : float
         Inverse length scale, ``> 0``: modes with ``pi |k| < tau`` have about equal variance.
-    rbf_eps : float
-        Standard deviation of the white noise added to the field, ``>= 0``.
-    device : torch.device or str
-        Where draws are made.
+    rbf_eps, device, channels
+        As for ``CholeskyGRF``.
     """
 
     def __init__(self, res: int, alpha: float = 1.5, tau: float = 1.0, rbf_eps: float = 0.0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", channels: int = 2) -> None:
         _check_at_least("res", res, 1)
+        _check_at_least("channels", channels, 1)
         if not 1 < alpha < math.inf:
             raise ValueError(f"GANO noise exponent alpha (grf_alpha) must be > 1 and finite, got {alpha}: "
                              "in 2-D the field's pointwise variance, the sum over modes k of "
@@ -564,6 +588,7 @@ class NeumannGRF(NoiseSampler):
             raise ValueError(f"GANO noise inverse length scale tau (grf_tau) must be positive and finite, got {tau}")
         _check_at_least("rbf_eps", rbf_eps, 0)
         self.res = res
+        self.channels = channels
         self.alpha = alpha
         self.tau = tau
         self.rbf_eps = rbf_eps
@@ -581,15 +606,16 @@ class NeumannGRF(NoiseSampler):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_at_least("number of draws", n, 0)
-        res = self.res
-        # The 2 n channels' coefficients sqrt(lambda) * Z, scaled in place.
-        coefficients = torch.randn(2 * n, res, res, generator=generator, device=self.device).mul_(self._amplitude)
-        # Phi W Phi^T: W Phi^T as one (2 n res, res) x (res, res) product, then Phi times each field.
-        fields = self._basis32 @ (coefficients.reshape(2 * n * res, res) @ self._basis32_t).reshape(2 * n, res, res)
-        draws = fields.reshape(n, 2, res, res).permute(0, 2, 3, 1)
+        res, fields = self.res, self.channels * n
+        # The fields' coefficients sqrt(lambda) * Z, scaled in place.
+        coefficients = torch.randn(fields, res, res, generator=generator, device=self.device).mul_(self._amplitude)
+        # Phi W Phi^T: W Phi^T as one (fields res, res) x (res, res) product, then Phi times each field.
+        draws = _as_draws(self._basis32 @ (coefficients.reshape(fields * res, res) @ self._basis32_t)
+                          .reshape(fields, res, res), n, self.channels)
         if self.rbf_eps > 0:
-            draws = draws + self.rbf_eps * torch.randn(n, res, res, 2, generator=generator, device=self.device)
-        return draws.contiguous()
+            draws = draws + self.rbf_eps * torch.randn(n, res, res, self.channels, generator=generator,
+                                                       device=self.device)
+        return draws
 
     def covariance_block(self, k: int) -> torch.Tensor:
         """``C[0:k, 0:k]``, ``(k, k)`` float64, in O((k + res)^2) memory.
@@ -612,48 +638,23 @@ class NeumannGRF(NoiseSampler):
 
     def __repr__(self) -> str:
         return (f"NeumannGRF(res={self.res}, alpha={self.alpha}, tau={self.tau}, rbf_eps={self.rbf_eps}, "
-                f"device={self.device})")
-
-
-class ChannelNoise(NoiseSampler):
-    """Draws of ``sampler`` with ``channels`` independent channels instead of its 2: each function
-    takes ``ceil(channels / 2)`` of its draws, side by side, and keeps the first ``channels``.
-    At 2 channels it draws exactly what ``sampler`` does."""
-
-    def __init__(self, sampler: NoiseSampler, channels: int) -> None:
-        _check_at_least("channels", channels, 1)
-        self.sampler, self.channels = sampler, channels
-        self.res, self.device = sampler.res, sampler.device
-        self._draws_per_function = -(-channels // 2)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        draws = self.sampler.sample(n * self._draws_per_function, generator)
-        draws = draws.reshape(n, self._draws_per_function, self.res, self.res, 2).permute(0, 2, 3, 1, 4)
-        return draws.reshape(n, self.res, self.res, 2 * self._draws_per_function)[..., :self.channels].contiguous()
-
-    def covariance_block(self, k: int) -> torch.Tensor | None:
-        return self.sampler.covariance_block(k)
-
-    def __repr__(self) -> str:
-        return f"ChannelNoise({self.sampler!r}, channels={self.channels})"
+                f"channels={self.channels}, device={self.device})")
 
 
 def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: float,
                         kernel: str = "exponential", method: str = "fft",
                         device: torch.device | str = "cpu", max_dense_bytes: float = 2**30,
                         grf_alpha: float = 1.5, grf_tau: float = 1.0, channels: int = 2) -> NoiseSampler:
-    """The noise sampler of a training or evaluation configuration, of ``channels`` channels
-    (`ChannelNoise` around the 2-channel samplers below unless 2).
-
+    """The noise sampler of a training or evaluation configuration, of ``channels`` channels.
 
     ``white_noise`` gives ``IndependentGaussian`` (``kernel`` and ``method`` are still
     validated).  Else kernel ``"gano"`` with ``method`` ``"fft"`` gives ``NeumannGRF(res,
     grf_alpha, grf_tau, rbf_eps)``, whose DCT is exact (``rbf_scale`` is not used); an
     isotropic kernel with ``method`` ``"fft"`` gives ``FFTGRF`` and with ``"cholesky"``
     ``CholeskyGRF``, with kernel ``IsotropicKernel(kernel, rbf_scale)`` (``grf_alpha`` and
-    ``grf_tau`` are not used).  Raises ``ValueError`` naming an unknown ``kernel`` or
-    ``method`` (and listing the valid ones), ``"gano"`` with ``"cholesky"``, or a number out
-    of range, and ``NoiseTooLargeError`` when ``"fft"`` would fall back to a dense
+    ``grf_tau`` are not used).  Each draws ``channels`` independent fields a function.  Raises
+    ``ValueError`` naming an unknown ``kernel`` or ``method`` (and listing the valid ones),
+    ``"gano"`` with ``"cholesky"``, or a number out of range, and ``NoiseTooLargeError`` when ``"fft"`` would fall back to a dense
     covariance of more than ``max_dense_bytes`` (the message suggests a length scale that
     embeds).
     """
@@ -662,15 +663,14 @@ def build_noise_sampler(res: int, white_noise: bool, rbf_scale: float, rbf_eps: 
     if method not in NOISE_METHODS:
         raise ValueError(f"unknown noise method {method!r}; valid methods: {list(NOISE_METHODS)}")
     if white_noise:
-        sampler = IndependentGaussian(res, device)
-    elif kernel == GANO_KERNEL:
+        return IndependentGaussian(res, device, channels)
+    if kernel == GANO_KERNEL:
         if method == "cholesky":
             raise ValueError(f"the {GANO_KERNEL!r} noise kernel is drawn exactly by its DCT and has no Cholesky "
                              "reference (its covariance is singular: the mean mode is removed); "
                              "use noise_method 'fft'")
-        sampler = NeumannGRF(res, grf_alpha, grf_tau, rbf_eps, device)
-    elif method == "fft":
-        sampler = FFTGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device, max_fallback_bytes=max_dense_bytes)
-    else:
-        sampler = CholeskyGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device)
-    return sampler if channels == 2 else ChannelNoise(sampler, channels)
+        return NeumannGRF(res, grf_alpha, grf_tau, rbf_eps, device, channels)
+    if method == "fft":
+        return FFTGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device, channels,
+                      max_fallback_bytes=max_dense_bytes)
+    return CholeskyGRF(res, IsotropicKernel(kernel, rbf_scale), rbf_eps, device, channels)

@@ -91,7 +91,7 @@ def plot_functions(u: torch.Tensor, paths, ncols: int, kind: str, titles: Option
 
 
 def plot_noise(noise: torch.Tensor, paths, title: str = "noise samples (channel 0)") -> None:
-    """Raw values of the first channel of noise draws (N, H, W, 2), one per column."""
+    """Raw values of the first channel of noise draws (N, H, W, C), one per column."""
     plot_fields(noise[..., 0].cpu().numpy(), paths, ncols=len(noise), suptitle=title, colorbar=True, cmap="RdBu_r")
 
 

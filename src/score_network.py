@@ -59,7 +59,7 @@ class UNOScoreNetwork(UShape):
     npad : int
         Padding added on the bottom and right edges at the training resolution.
     d_co_domain, mult_dims, fmult, factorization, rank, groups, num_freqs_input
-        As in `src.config.Arguments`.
+        As in `src.methods.diffusion.Arguments`.
     channels : int
         Channels of the functions, in and out (2 for Volcano's (cos, sin)).
     """

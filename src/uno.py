@@ -1,6 +1,6 @@
 """The U-shaped neural operator (U-NO, Rahman et al. 2022, arXiv 2204.11127) that both methods
 are built of: the score network (src/score_network.py) and GANO's generator and discriminator
-(src/models_gano.py). Fourier layers (FNO, Li et al. 2021, arXiv 2010.08895) come from
+(src/methods/gano.py). Fourier layers (FNO, Li et al. 2021, arXiv 2010.08895) come from
 neuraloperator's `FNOBlocks`.
 
 A U is four blocks down and four back up. Block sizes are fractions (``scales``) of the padded

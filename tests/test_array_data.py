@@ -17,8 +17,7 @@ from scipy.stats import kstest, norm, wasserstein_distance
 
 from conftest import ROOT, TINY, run_command, snapshot
 from src.config import config_from_dict
-from src.data import load_functions
-from src.experiment import load_data, native_side
+from src.data import load_data, load_functions, native_side
 from src.metrics import (field_metrics, field_stats, log_spectrum_distance, radial_average, validation_metrics,
                          power_spectrum)
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset
@@ -191,23 +190,6 @@ def test_unreadable_files_are_refused(tmp_path):
         load_functions(tmp_path / "junk.npy", 1, 8, 0)
     with pytest.raises(ValueError, match=r"missing\.pt is not a file"):
         load_functions(tmp_path / "missing.pt", 1, 8, 0)
-
-
-def test_channel_noise_draws_independent_channels_of_the_base_field():
-    from src.noise import build_noise_sampler
-
-    options = dict(res=8, white_noise=False, rbf_scale=0.2, rbf_eps=0.01)
-    base, two = build_noise_sampler(**options), build_noise_sampler(**options, channels=2)
-    assert torch.equal(two.sample(3, torch.Generator().manual_seed(1)), base.sample(3, torch.Generator().manual_seed(1)))
-    three = build_noise_sampler(**options, channels=3)
-    draws = three.sample(20000, torch.Generator().manual_seed(0)).double()
-    assert draws.shape == (20000, 8, 8, 3)
-    covariance = base.covariance_block(64)
-    for c in range(3):
-        flat = draws[..., c].reshape(20000, 64)
-        torch.testing.assert_close(flat.T @ flat / 20000, covariance, atol=0.05, rtol=0)
-    cross = draws[..., 0].reshape(20000, 64).T @ draws[..., 2].reshape(20000, 64) / 20000
-    assert cross.abs().max() < 0.05
 
 
 # ---------------------------------------------------------------------------

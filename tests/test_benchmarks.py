@@ -9,8 +9,7 @@ import torch
 import eval as eval_script
 from conftest import TINY, run_command
 from src.config import load_config
-from src.data import validation_count
-from src.experiment import load_data
+from src.data import load_data, validation_count
 from src.metrics import circular_stats, wasserstein_metrics
 
 N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
@@ -143,11 +142,12 @@ def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
     assert rows[2][3:] == rows[3][3:]  # and changes nothing at the native 128 px
 
 
-def test_checkpoint_cost_tabulates_the_earlier_and_the_current_checkpoint(tiny):
+def test_checkpoint_cost_tabulates_the_training_state_and_the_checkpoint(tiny):
     result = run_script(tiny, "benchmarks/checkpoint_cost.py", "--cfg", "exps/json/debug.json", "--repeats", "1")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
-    assert [row[2] for row in rows] == ["before (no position, RNG or fsync)", "now, a full epoch of losses"]
+    assert [row[2] for row in rows] == ["training state alone (no position, RNG or fsync)",
+                                        "now, a full epoch of losses"]
     extra = int(rows[1][4].replace(",", ""))
     # The position, 4 losses and torch's RNG state (5 kB): kilobytes, not a copy of the weights.
     assert 5_000 < extra < 20_000 and extra == int(rows[1][3].replace(",", "")) - int(rows[0][3].replace(",", ""))

@@ -1,4 +1,5 @@
-"""Configuration loading (src/config.py) and train.py's handling of configs and run directories."""
+"""Configuration loading (src/config.py and the methods' configs) and train.py's handling of
+configs and run directories."""
 
 import argparse
 import json
@@ -11,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, run_command
-from src.config import (METHODS, Arguments, CommonArguments, ConfigError, GANOArguments, config_from_dict,
-                        from_command_line, load_config, parse_key_value, with_sampler)
+from src import methods
+from src.cli import parse_key_value
+from src.config import CommonArguments, ConfigError, config_from_dict, from_command_line, load_config
+from src.methods.diffusion import METHOD as DIFFUSION, Arguments
+from src.methods.gano import GANOArguments
 
 ORIGINAL_FIELDS = """batch_size val_batch_size epochs val_size record_interval white_noise augment schedule
 resolution npad epsilon sigma_1 sigma_L T L rbf_scale rbf_eps factorization num_freqs_input scale_factor
@@ -28,7 +32,7 @@ def test_arguments_has_every_field_of_the_original_and_ntrain():
 def test_shipped_configs_load(json_file):
     """GANO's configs are named gano-*.json; the others are the diffusion operator's."""
     method = "gan" if json_file.name.startswith("gano-") else "sbgm"
-    assert type(load_config(json_file, method)) is METHODS[method]
+    assert type(load_config(json_file, method)) is methods.get(method).schema
 
 
 def test_gano_configs_hold_the_gano_notebook_values_at_the_paper_scale():
@@ -129,6 +133,15 @@ def run_train(tmp_path, cfg_values, savedir, *extra, data_dir=None):
                        data_dir=data_dir or tmp_path / "no-data")
 
 
+def test_the_registry_names_a_methods_scripts_without_importing_torch():
+    """What exps/*.sh ask: `python -m src.methods <method> <kind>`, cheap, 'gano' the README's 'gan'."""
+    result = run_command([sys.executable, "-X", "importtime", "-m", "src.methods", "gano", "eval"])
+    assert result.returncode == 0 and result.stdout == "eval_gano.py\n"
+    assert "torch" not in result.stderr  # -X importtime lists every module imported
+    result = run_command([sys.executable, "-m", "src.methods", "vae", "train"])
+    assert result.returncode == 2 and "unknown method 'vae'; the methods: sbgm, gan" in result.stderr
+
+
 def test_train_rejects_a_bad_config_before_writing_anything(tmp_path):
     result = run_train(tmp_path, {"epoch": 10}, tmp_path / "run")
     assert result.returncode != 0
@@ -169,11 +182,12 @@ def test_command_line_values_are_read_as_json_but_for_string_keys():
                               "epsilon": "1e-3", "data_key": "null", "L": 3})
     assert read == {"sampler": "heun", "sampler_steps": 10, "denoise_last": False, "epsilon": 1e-3,
                     "data_key": None, "L": 3}
-    args = with_sampler(Arguments(), dict([parse_key_value("sampler=heun"), parse_key_value("sampler_steps=10")]))
+    changes = dict([parse_key_value("sampler=heun"), parse_key_value("sampler_steps=10")])
+    args = DIFFUSION.with_sampler(Arguments(), changes)
     assert (args.sampler, args.sampler_steps) == ("heun", 10)
     for bad, culprit in (("sampler_steps=ten", "sampler_steps"), ("denoise_last=False", "denoise_last")):
         with pytest.raises(ConfigError, match=f"'{culprit}'"):
-            with_sampler(Arguments(), dict([parse_key_value(bad)]))
+            DIFFUSION.with_sampler(Arguments(), dict([parse_key_value(bad)]))
 
 
 def test_key_value_items_split_at_the_first_equals_sign():

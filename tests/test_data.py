@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from src.data import (
+    DataError,
     epoch_batches,
     flip,
     load_volcano,
@@ -149,8 +150,8 @@ def test_multilook_changes_nothing_at_the_native_resolution(synthetic_root):
 
 
 def test_load_data_passes_the_multilook_option(synthetic_root):
-    from src.config import Arguments
-    from src.experiment import load_data
+    from src.data import load_data
+    from src.methods.diffusion import Arguments
 
     def frames_of(arguments):
         return list(torch.cat(load_data(arguments, synthetic_root)))
@@ -179,17 +180,17 @@ def test_load_takes_the_first_files_in_path_order_recursively(tmp_path, expected
 
 
 def test_load_rejects_a_root_that_is_not_a_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"missing.*is not a directory"):
+    with pytest.raises(DataError, match=r"missing.*is not a directory"):
         load_volcano(tmp_path / "missing")
     a_file = tmp_path / "file.int"
     a_file.write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match=r"file\.int is not a directory"):
+    with pytest.raises(DataError, match=r"file\.int is not a directory"):
         load_volcano(a_file)
 
 
 def test_load_rejects_a_root_without_int_files(tmp_path):
     (tmp_path / "notes.txt").write_text("nothing here")
-    with pytest.raises(FileNotFoundError, match=re.escape(f"no .int files under {tmp_path}")):
+    with pytest.raises(DataError, match=re.escape(f"no .int files under {tmp_path}")):
         load_volcano(tmp_path)
 
 

@@ -14,7 +14,8 @@ import torch
 from src.config import config_from_dict
 from src.diffusion import (annealed_langevin, draw_levels, edm_levels, flow_evaluations, probability_flow, score_matching_loss,
                            sigma_schedule, step_sizes)
-from src.experiment import network_evaluations, sample
+from src.experiment import sample
+from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
 from src.noise import build_noise_sampler
 
 
@@ -221,7 +222,7 @@ def test_sample_drops_diverged_samples_with_a_warning():
             return out
 
     with pytest.warns(UserWarning, match="3 / 6 generated samples"):
-        samples = sample(BlowsUpHalf(), args, noise, n=6, batch_size=4, seed=0, progress=False)
+        samples = sample(DIFFUSION, BlowsUpHalf(), args, noise, n=6, batch_size=4, seed=0, progress=False)
     assert samples.shape == (3, 4, 4, 2)
     assert torch.isfinite(samples).all()
 
@@ -231,10 +232,10 @@ def test_sample_depends_only_on_its_seed():
     noise = build_noise_sampler(4, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
     shrink = torch.nn.Module()
     shrink.forward = lambda x, sigma: -x / sigma[:, None, None, None]
-    first = sample(shrink, args, noise, n=5, batch_size=2, seed=7, progress=False)
+    first = sample(DIFFUSION, shrink, args, noise, n=5, batch_size=2, seed=7, progress=False)
     torch.rand(10)  # the global generator moves on: the samples must not
-    assert torch.equal(sample(shrink, args, noise, n=5, batch_size=2, seed=7, progress=False), first)
-    assert not torch.equal(sample(shrink, args, noise, n=5, batch_size=2, seed=8, progress=False), first)
+    assert torch.equal(sample(DIFFUSION, shrink, args, noise, n=5, batch_size=2, seed=7, progress=False), first)
+    assert not torch.equal(sample(DIFFUSION, shrink, args, noise, n=5, batch_size=2, seed=8, progress=False), first)
 
 
 # --- the probability-flow ODE sampler -----------------------------------------------------------
@@ -324,6 +325,6 @@ def test_sample_calls_the_network_as_often_as_it_reports(keys, calls):
     noise = build_noise_sampler(4, white_noise=True, rbf_scale=1.0, rbf_eps=0.0)
     shrink = torch.nn.Module()
     shrink.forward = counting(lambda x, sigma: -x / (1 + sigma[:, None, None, None]))
-    samples = sample(shrink, args, noise, n=3, batch_size=3, seed=0, progress=False)
+    samples = sample(DIFFUSION, shrink, args, noise, n=3, batch_size=3, seed=0, progress=False)
     assert samples.shape == (3, 4, 4, 2)
     assert shrink.forward.calls == network_evaluations(args) == calls

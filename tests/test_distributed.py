@@ -19,7 +19,8 @@ import torch.multiprocessing as mp
 from conftest import ROOT, TINY, run_command
 from src.config import config_from_dict
 from src.distributed import Shard, World
-from src.experiment import build_model, build_noise, sample
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION
 
 GANO_TINY = json.loads((ROOT / "exps" / "json" / "gano-debug.json").read_text())
 SCRIPTS = {"sbgm": (ROOT / "train.py", TINY), "gan": (ROOT / "train_gano.py", GANO_TINY)}
@@ -122,16 +123,13 @@ def test_shards_cut_whole_batch_draws():
 
 def sample_on_rank(rank, config, weights, port, outputs):
     """One rank of a 2-process world: sample as validation does and keep what rank 0 gets."""
-    import os
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    world = World(rank=rank, size=2, device=torch.device("cpu")).start()
+    world = World(rank=rank, size=2, device=torch.device("cpu")).start("127.0.0.1", port)
     try:
         args = config_from_dict(config, "test")
-        model = build_model(args)
+        model = DIFFUSION.build_model(args)
         model.load_state_dict(weights)
-        samples = sample(model, args, build_noise(args, args.data_resolution, "cpu"), n=args.Ntest,
+        samples = sample(DIFFUSION, model, args, build_noise(args, args.data_resolution, "cpu"), n=args.Ntest,
                          batch_size=args.val_batch_size, seed=5, progress=False, world=world)
         outputs[rank] = samples
     finally:
@@ -142,8 +140,8 @@ def test_validation_split_over_two_ranks_draws_the_samples_of_one(unused_tcp_por
     config = {**TINY, "Ntest": 7, "val_batch_size": 2}  # 4 batches, the last one short: 2 per rank
     args = config_from_dict(config, "test")
     torch.manual_seed(0)
-    model = build_model(args)
-    alone = sample(model, args, build_noise(args, args.data_resolution, "cpu"), n=7, batch_size=2, seed=5,
+    model = DIFFUSION.build_model(args)
+    alone = sample(DIFFUSION, model, args, build_noise(args, args.data_resolution, "cpu"), n=7, batch_size=2, seed=5,
                    progress=False)
     outputs = mp.Manager().dict()
     mp.spawn(sample_on_rank, args=(config, model.state_dict(), unused_tcp_port, outputs), nprocs=2)

@@ -1,4 +1,4 @@
-"""The GANO baseline: its penalty and networks (src/gano.py, src/models_gano.py), and train_gano.py,
+"""The GANO baseline: its penalty and networks (src/methods/gano.py), and train_gano.py,
 eval_gano.py, resume_gano.py and the exps/ scripts with method 'gan', end to end on tiny data."""
 
 import json
@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from conftest import ROOT, run_command
-from src.gano import discriminator_loss, gradient_penalty
-from src.models_gano import Discriminator, Generator
-from src.training import STOPPED_EXIT
+from src.cli import STOPPED_EXIT
+from src.methods.gano import Discriminator, Generator, discriminator_loss, gradient_penalty
 
 GANO_TINY = json.loads((ROOT / "exps" / "json" / "gano-debug.json").read_text())
 RES = GANO_TINY["resolution"] - GANO_TINY["npad"]

@@ -116,19 +116,19 @@ def reference_neumann_covariance(res: int, alpha: float, tau: float, rbf_eps: fl
     return covariance
 
 
-def make_sampler(kind: str, res: int) -> "IndependentGaussian | CholeskyGRF | FFTGRF | NeumannGRF":
+def make_sampler(kind: str, res: int, channels: int = 2) -> "IndependentGaussian | CholeskyGRF | FFTGRF | NeumannGRF":
     kernel = IsotropicKernel("exponential", 0.2)
     if kind == "white":
-        return IndependentGaussian(res)
+        return IndependentGaussian(res, channels=channels)
     if kind == "gano":
-        return NeumannGRF(res, 1.5, 1.0, 0.1)
+        return NeumannGRF(res, 1.5, 1.0, 0.1, channels=channels)
     if kind == "cholesky":
-        return CholeskyGRF(res, kernel, 0.1)
+        return CholeskyGRF(res, kernel, 0.1, channels=channels)
     if kind == "fft":
-        return FFTGRF(res, kernel, 0.1)
+        return FFTGRF(res, kernel, 0.1, channels=channels)
     if kind == "fft_fallback":
         with pytest.warns(CirculantEmbeddingFallbackWarning):
-            return FFTGRF(res, IsotropicKernel("squared_exponential", 2.0), 0.1)
+            return FFTGRF(res, IsotropicKernel("squared_exponential", 2.0), 0.1, channels=channels)
     raise AssertionError(kind)
 
 
@@ -190,11 +190,12 @@ def test_white_noise_has_no_covariance_block():
 
 @pytest.mark.parametrize("kind", SAMPLER_KINDS)
 @pytest.mark.parametrize("res", [5, 8])
-def test_sample_shape_and_dtype(kind, res):
-    sampler = make_sampler(kind, res)
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_sample_shape_and_dtype(kind, res, channels):
+    sampler = make_sampler(kind, res, channels)
     draws = sampler.sample(3, torch_generator(0))
-    assert draws.shape == (3, res, res, 2) and draws.dtype == torch.float32 and draws.is_contiguous()
-    assert sampler.sample(0, torch_generator(0)).shape == (0, res, res, 2)
+    assert draws.shape == (3, res, res, channels) and draws.dtype == torch.float32 and draws.is_contiguous()
+    assert sampler.sample(0, torch_generator(0)).shape == (0, res, res, channels)
 
 
 @pytest.mark.parametrize("kind", SAMPLER_KINDS)
@@ -233,6 +234,24 @@ def test_channels_are_uncorrelated(kind):
     variance = np.diag(first.T @ first / n)
     standard_error = np.sqrt(variance[:, None] * variance[None, :] / n)
     assert np.abs(cross_covariance / standard_error).max() < STANDARD_ERRORS
+
+
+@pytest.mark.parametrize("kind", SAMPLER_KINDS)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_any_number_of_channels_are_independent_draws_of_the_field(kind, channels):
+    """Every channel has the field's covariance, and two channels are uncorrelated."""
+    sampler = make_sampler(kind, 6, channels)
+    n = 20_000
+    draws = sampler.sample(n, torch_generator(4)).double()
+    block = sampler.covariance_block(36)
+    expected = np.eye(36) if block is None else block.numpy()
+    for c in range(channels):
+        assert_covariance_is(draws[..., c].reshape(n, 36).numpy(), expected)
+    if channels > 1:
+        first, last = draws[..., 0].reshape(n, 36).numpy(), draws[..., -1].reshape(n, 36).numpy()
+        variance = np.diag(expected)
+        standard_error = np.sqrt(variance[:, None] * variance[None, :] / n)
+        assert np.abs(first.T @ last / n / standard_error).max() < STANDARD_ERRORS
 
 
 def test_white_noise_is_standard_normal():

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 import src.checkpoint
+import src.methods.diffusion
 import train as train_script
 from conftest import ROOT, TINY, assert_same_state, run_command
+from src.cli import STOPPED_EXIT
 from src.noise import build_noise_sampler
-from src.training import STOPPED_EXIT
 
 THREE_EPOCHS = {**TINY, "epochs": 3}
 
@@ -193,18 +194,32 @@ def data_dir(setup, monkeypatch):
 def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(one_epoch_run, monkeypatch, capsys):
     run_dir, two = one_epoch_run
     before = (run_dir / "model.pt").read_bytes()
-    calls, loss_function = [], train_script.score_matching_loss
+    calls, loss_function = [], src.methods.diffusion.score_matching_loss
 
     def nan_at_third_step(*args, **kwargs):
         calls.append(1)
         loss = loss_function(*args, **kwargs)
         return loss * math.nan if len(calls) == 3 else loss
 
-    monkeypatch.setattr(train_script, "score_matching_loss", nan_at_third_step)
+    monkeypatch.setattr(src.methods.diffusion, "score_matching_loss", nan_at_third_step)
     assert train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"]) == 2
     error = capsys.readouterr().err
     assert "not finite at epoch 2, step 3" in error and "model.pt is the last good checkpoint" in error
     assert (run_dir / "model.pt").read_bytes() == before
+
+
+def test_a_bug_keeps_its_traceback_and_is_not_called_a_config_error(one_epoch_run, monkeypatch, capsys):
+    """Only our own errors are refusals (exit 2, one line); a ValueError of numpy, scipy or our own
+    code propagates, with its traceback."""
+    run_dir, two = one_epoch_run
+
+    def buggy_loss(*args, **kwargs):
+        raise ValueError("a bug in the loss")
+
+    monkeypatch.setattr(src.methods.diffusion, "score_matching_loss", buggy_loss)
+    with pytest.raises(ValueError, match="a bug in the loss"):
+        train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"])
+    assert "error:" not in capsys.readouterr().err
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(one_epoch_run, monkeypatch, capsys):
@@ -239,15 +254,3 @@ def test_noise_whose_dense_fallback_would_not_fit_is_refused_before_training(set
     suggested = float(re.search(r"rbf_scale=([0-9.]+) with the same kernel embeds", error).group(1))
     assert build_noise_sampler(120, False, suggested, 0.01).fallback_sampler is None
     assert not (tmp_path / "run").exists()
-
-
-def test_a_checkpoint_of_an_earlier_version_resumes(one_epoch_run, tmp_path):
-    """model.pt as written before GANO: no 'method', the epoch's losses one tensor, a position mid-epoch."""
-    run_dir, two = one_epoch_run
-    state = torch.load(run_dir / "model.pt", weights_only=True)
-    assert state.pop("method") == "sbgm"
-    state.update(epoch=1, step=1, last_epoch=0, epoch_losses=torch.tensor([0.5]))
-    torch.save(state, run_dir / "model.pt")
-    assert train_script.main(["--cfg", str(two), "--savedir", str(run_dir), "--override_cfg"]) == 0
-    assert [json.loads(line)["epoch"] for line in (run_dir / "results.json").read_text().splitlines()] == [1, 2]
-    assert torch.load(run_dir / "model.pt", weights_only=True)["method"] == "sbgm"

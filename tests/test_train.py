@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, TINY, command_environment, run_command, snapshot
-from src.config import Arguments, config_from_dict
+from src.config import config_from_dict
 from src.data import validation_count
+from src.methods.diffusion import Arguments
 
 # The original's checkpoint metrics: model.<metric>.pt and samples/best_<metric>.* are its output files.
 METRICS = ("w_skew", "w_var", "w_total", "mean_image_l2", "mean_image_phase_l2")
