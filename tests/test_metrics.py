@@ -1,12 +1,15 @@
-"""Phase roughness (src/metrics.py): the spatial statistic that circular variance and skewness lack."""
+"""The metrics of src/metrics.py: phase roughness, the spatial statistic that circular variance and
+skewness lack; and the circular statistics and their Wasserstein distances, each checked against a
+closed form or an independent computation (scipy's circvar, sorted samples)."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from src.metrics import circular_skewness, circular_stats, circular_variance, phase_roughness, validation_metrics
+from src.metrics import circular_metrics, circular_skewness, circular_stats, circular_variance, phase_roughness, validation_metrics
 
 
 def from_phase(phase: torch.Tensor) -> torch.Tensor:
@@ -41,3 +44,58 @@ def test_shuffling_pixels_keeps_circular_statistics_but_not_roughness():
     expected = wasserstein_distance(phase_roughness(fringes).numpy(), phase_roughness(shuffled).numpy())
     assert metrics["w_rough"] == pytest.approx(expected) and metrics["w_rough"] > 0.5
     assert validation_metrics(fringes, circular_stats(fringes), fringes)[0]["w_rough"] == pytest.approx(0.0, abs=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# Circular variance and skewness, checked independently of src/metrics.py's formulas
+
+def two_phase_function(p: float, a: float, b: float, res: int = 20) -> torch.Tensor:
+    """A function whose first round(p res^2) pixels have phase a and the others phase b."""
+    phase = torch.full((res * res,), b, dtype=torch.float64)
+    phase[: round(p * res * res)] = a
+    return from_phase(phase.reshape(1, res, res))
+
+
+def test_circular_statistics_of_a_two_valued_phase_are_the_closed_form():
+    """Phases 0 (3/4 of the pixels) and pi/2: the first moment is 3/4 + i/4, the second 3/4 - 1/4 = 1/2,
+    so R1 = sqrt(5/8), T1 = atan(1/3), R2 = 1/2, T2 = 0, and sin(-2 atan(1/3)) = -3/5:
+    variance 1 - sqrt(5/8), skewness -(1/2)(3/5) / (1 - sqrt(5/8))^(3/2)."""
+    u = two_phase_function(0.75, 0.0, math.pi / 2)
+    variance = 1 - math.sqrt(5 / 8)
+    assert circular_variance(u).item() == pytest.approx(variance, rel=1e-6)
+    assert circular_skewness(u).item() == pytest.approx(-0.3 / variance**1.5, rel=1e-5)
+
+
+def test_circular_variance_is_scipys_and_skewness_follows_rotation_and_reflection():
+    """scipy's circvar (1 - R1 since scipy 1.8) on arbitrary phases; a constant phase shift leaves
+    both statistics unchanged, and reflecting the phase (theta -> -theta) negates the skewness."""
+    from scipy.stats import circvar
+
+    generator = torch.Generator().manual_seed(1)
+    # Von Mises-like lumps: skewed, not uniform, so neither statistic is trivially 0 or 1.
+    phase = (torch.randn(5, 16, 16, generator=generator, dtype=torch.float64) * 0.8
+             + torch.rand(5, 16, 16, generator=generator, dtype=torch.float64).pow(3) * 2.0)
+    u = from_phase(phase)
+    expected = np.array([circvar(function.numpy().ravel()) for function in phase])  # angles in radians
+    np.testing.assert_allclose(circular_variance(u).numpy(), expected, rtol=1e-5)
+
+    skew = circular_skewness(u)
+    assert (skew.abs() > 0.05).all()
+    torch.testing.assert_close(circular_skewness(from_phase(phase + 1.234)), skew, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(circular_variance(from_phase(phase + 1.234)), circular_variance(u), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(circular_skewness(from_phase(-phase)), -skew, rtol=1e-4, atol=1e-5)
+
+
+def test_w_metrics_are_the_mean_gap_of_sorted_statistics():
+    """For two sets of equal size, the 1-Wasserstein distance of their empirical laws is the mean
+    absolute difference of their sorted values: w_var and w_skew computed that way, by hand."""
+    generator = torch.Generator().manual_seed(2)
+    real = from_phase(torch.randn(12, 16, 16, generator=generator, dtype=torch.float64) * 0.7)
+    generated = from_phase(torch.randn(12, 16, 16, generator=generator, dtype=torch.float64) * 1.1 + 0.3)
+    real_stats, generated_stats = circular_stats(real), circular_stats(generated)
+    by_hand = {key: float(np.mean(np.abs(np.sort(real_stats[key]) - np.sort(generated_stats[key]))))
+               for key in ("var", "skew")}
+    metrics = circular_metrics(real_stats, generated_stats)
+    assert metrics["w_var"] == pytest.approx(by_hand["var"], rel=1e-6) and metrics["w_var"] > 0.05
+    assert metrics["w_skew"] == pytest.approx(by_hand["skew"], rel=1e-6)
+    assert metrics["w_total"] == pytest.approx(by_hand["var"] + by_hand["skew"], rel=1e-6)
