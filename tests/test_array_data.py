@@ -335,6 +335,7 @@ def array_file(tmp_path_factory):
     return folder / "fields.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sbgm", "gan"])
 def test_training_and_evaluation_on_an_array_file(tmp_path, array_file, method):
     train_script, eval_script, config = SCRIPTS[method]
@@ -379,6 +380,7 @@ def test_training_and_evaluation_on_an_array_file(tmp_path, array_file, method):
         assert (savedir / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_bad_array_data_stops_training_before_anything_is_written(tmp_path, array_file, tiny_data):
     (tmp_path / "cfg.json").write_text(json.dumps(TINY))
     bad = tmp_path / "bad.npy"

@@ -45,6 +45,7 @@ def trained_run(tiny):
     return run_dir
 
 
+@pytest.mark.slow
 def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
     outdir = tiny / "runs"
     result = run_variants(tiny, "--epochs", "1", "--outdir", str(outdir), "--variant", "white", "white_noise=true")
@@ -64,6 +65,7 @@ def test_quickstart_variants_trains_every_row_and_tabulates_it(tiny):
     assert again.returncode == 2 and "already exist" in again.stderr
 
 
+@pytest.mark.slow
 def test_quickstart_variants_trains_each_seed_and_samples_each_run_every_way(tiny):
     """--no_variants: the reference alone, once per seed; --sampler: a row sampling those runs another way."""
     outdir = tiny / "seeded"
@@ -86,6 +88,7 @@ def test_quickstart_variants_trains_each_seed_and_samples_each_run_every_way(tin
     assert "+-" in rows[1][-2] and rows[1][6] == "-"  # a sampler row has no loss
 
 
+@pytest.mark.slow
 def test_quickstart_variants_refuses_a_key_that_is_not_the_samplers(tiny):
     outdir = tiny / "never-sampler"
     result = run_variants(tiny, "--outdir", str(outdir), "--sampler", "bad", "lr=0.1")
@@ -96,6 +99,7 @@ def test_quickstart_variants_refuses_a_key_that_is_not_the_samplers(tiny):
 @pytest.mark.parametrize("variant, culprit", [(["typo", "epoch=3"], "epoch"),
                                               (["bad", "sigma_1=much"], "sigma_1"),
                                               (["form", "sigma_1"], "is not KEY=VALUE")])
+@pytest.mark.slow
 def test_quickstart_variants_names_a_bad_variant_before_training(tiny, variant, culprit):
     outdir = tiny / f"never-{variant[0]}"
     result = run_variants(tiny, "--outdir", str(outdir), "--variant", *variant)
@@ -103,6 +107,7 @@ def test_quickstart_variants_names_a_bad_variant_before_training(tiny, variant, 
     assert not outdir.exists()
 
 
+@pytest.mark.slow
 def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(trained_run, tmp_path):
     result = run_script(trained_run.parent, "benchmarks/quality.py", "--exp_name", str(trained_run),
                         "--checkpoint", "model.pt", "--Ntest", "8", "--val_batch_size", "8",
@@ -125,12 +130,14 @@ def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(t
     assert w_total["held-out data"] == pytest.approx(expected, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_quality_names_a_bad_sampler_key(trained_run):
     result = run_script(trained_run.parent, "benchmarks/quality.py", "--exp_name", str(trained_run),
                         "--also_sampler", "epsilon=-1")
     assert result.returncode == 2 and "epsilon" in result.stderr
 
 
+@pytest.mark.slow
 def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
     result = run_script(tiny, "benchmarks/data_roughness.py", "--n", "8", "--resolution", "32", "128")
     assert result.returncode == 0, result.stderr
@@ -142,6 +149,7 @@ def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
     assert rows[2][3:] == rows[3][3:]  # and changes nothing at the native 128 px
 
 
+@pytest.mark.slow
 def test_checkpoint_cost_tabulates_the_training_state_and_the_checkpoint(tiny):
     result = run_script(tiny, "benchmarks/checkpoint_cost.py", "--cfg", "exps/json/debug.json", "--repeats", "1")
     assert result.returncode == 0, result.stderr
@@ -153,6 +161,7 @@ def test_checkpoint_cost_tabulates_the_training_state_and_the_checkpoint(tiny):
     assert 5_000 < extra < 20_000 and extra == int(rows[1][3].replace(",", "")) - int(rows[0][3].replace(",", ""))
 
 
+@pytest.mark.slow
 def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tiny):
     result = run_script(tiny, "benchmarks/distributed_throughput.py", "--cfg", "exps/json/debug.json",
                         "--steps", "2", "--warmup", "1", "--repeats", "1")
@@ -165,6 +174,7 @@ def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tin
     assert all(float(row[3].split()[0]) > 0 for row in rows.values())
 
 
+@pytest.mark.slow
 def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_path):
     figure = tmp_path / "sampler_quality.png"
     result = run_script(trained_run.parent, "benchmarks/sampler_quality.py", "--exp_name", str(trained_run),
@@ -183,6 +193,7 @@ def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_pa
     assert figure.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_weights(tiny):
     """The GPU script's path on the CPU: training that would run for 10^4 epochs is stopped by
     its SIGUSR1 after TRAIN_SECONDS, writes its checkpoint, and sampler_quality scores it."""
@@ -205,6 +216,7 @@ def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+@pytest.mark.slow
 def test_claims_trains_each_seed_and_scores_every_factor(tiny, tmp_path):
     """Both datasets, GRF noise, 2 seeds, factors 1 and 2 on the tiny config: every run is trained and
     evaluated by train.py and eval.py, the rows are their metrics files' mean over the seeds, and
@@ -257,6 +269,7 @@ def test_known_law_metrics_of_draws_of_the_law_are_small_and_of_other_data_large
     assert scaled["exact_marginal"] > 0.5 and scaled["exact_spectrum"] > 1.0  # 0.84-0.95 and 1.31-1.45 (log 4 = 1.39)
 
 
+@pytest.mark.slow
 def test_array_data_writes_each_config_trains_each_seed_and_scores_it_beside_the_floor(tmp_path):
     """--quick: both datasets, 2 seeds, through src.array_config, train.py and eval.py; the samples'
     row is the mean of eval.py's metrics files, the held-out row the validation split scored

@@ -142,6 +142,7 @@ def test_the_registry_names_a_methods_scripts_without_importing_torch():
     assert result.returncode == 2 and "unknown method 'vae'; the methods: sbgm, gan" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_rejects_a_bad_config_before_writing_anything(tmp_path):
     result = run_train(tmp_path, {"epoch": 10}, tmp_path / "run")
     assert result.returncode != 0
@@ -149,6 +150,7 @@ def test_train_rejects_a_bad_config_before_writing_anything(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_names_a_missing_data_dir(tmp_path):
     result = run_train(tmp_path, {"epochs": 1}, tmp_path / "run")
     assert result.returncode != 0
@@ -156,6 +158,7 @@ def test_train_names_a_missing_data_dir(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_saved_config_wins_unless_override(tmp_path):
     """A restarted job keeps its saved config; --override_cfg uses --cfg (and a bad one changes nothing)."""
     savedir = tmp_path / "run"
@@ -207,6 +210,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats
 FIELD_NAMES = [f.name for f in fields(Arguments)]
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=10), json_values, max_size=6))
 def test_arbitrary_json_objects_are_refused_by_name_or_give_a_valid_config(values):

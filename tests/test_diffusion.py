@@ -188,6 +188,7 @@ def test_loss_is_smallest_at_the_exact_score():
     # by about sigma_L = 0.01, well inside the tolerance.
     ("sigma", 5e-3, True),
 ])
+@pytest.mark.slow
 def test_annealed_langevin_with_the_exact_score_reproduces_gaussian_data(step_rule, epsilon, denoise_last):
     """Mean within 0.05 and every covariance entry within 0.07 of the data's (unit variances).
 

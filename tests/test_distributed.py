@@ -78,6 +78,7 @@ def one_process(tiny_data, tmp_path_factory):
     return run_of
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sbgm", "gan"])
 def test_two_gloo_processes_take_the_steps_of_one(method, one_process, tiny_data, tmp_path):
     script, config = SCRIPTS[method]
@@ -88,6 +89,7 @@ def test_two_gloo_processes_take_the_steps_of_one(method, one_process, tiny_data
     assert_close_runs(one_process(method), tmp_path / "two")
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_on_one_process(one_process, tiny_data, tmp_path):
     script, config = SCRIPTS["sbgm"]
     stopped = train(script, config, tmp_path / "resized", tiny_data, processes=2,
@@ -102,6 +104,7 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_on_one_process(one_
     assert_close_runs(one_process("sbgm"), tmp_path / "resized")
 
 
+@pytest.mark.slow
 def test_a_batch_that_does_not_split_evenly_is_refused_naming_batch_size(tiny_data, tmp_path):
     script, config = SCRIPTS["sbgm"]
     (tmp_path / "odd.json").write_text(json.dumps({**config, "batch_size": 7}))
@@ -136,6 +139,7 @@ def sample_on_rank(rank, config, weights, port, outputs):
         world.close()
 
 
+@pytest.mark.slow
 def test_validation_split_over_two_ranks_draws_the_samples_of_one(unused_tcp_port):
     config = {**TINY, "Ntest": 7, "val_batch_size": 2}  # 4 batches, the last one short: 2 per rank
     args = config_from_dict(config, "test")

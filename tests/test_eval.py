@@ -108,6 +108,7 @@ def evaluated(experiment):
 # ---------------------------------------------------------------------------
 # eval.py, every mode
 
+@pytest.mark.slow
 def test_generate_writes_samples_stats_and_prints_scipy_distances(evaluated):
     savedir, exp_dir = evaluated["savedir"], evaluated["exp_dir"]
     record = load(savedir / f"samples.{CHECKPOINT}.pkl")
@@ -206,6 +207,7 @@ def test_same_seed_same_samples_and_generate_without_data(experiment, tmp_path, 
     assert "DATA_DIR is not set" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sampler_flags_sample_another_way_into_files_of_their_own(evaluated, tmp_path, capsys):
     """--sampler changes the sampler for one evaluation; its outputs sit beside the config's,
     named after the change, and record the sampler and its network calls."""
@@ -246,6 +248,7 @@ def test_bad_sampler_flags_are_refused_naming_the_key(experiment, tmp_path, caps
 # ---------------------------------------------------------------------------
 # Errors
 
+@pytest.mark.slow
 def test_missing_checkpoint_lists_the_existing_ones(experiment, tmp_path):
     exp_dir, data_dir = experiment
     result = eval_py(exp_dir, tmp_path / "out", "generate", data_dir, "--checkpoint=model.w_nope.pt")
@@ -345,6 +348,7 @@ def repository_copy(tmp_path):
     return repo
 
 
+@pytest.mark.slow
 def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, tmp_path):
     exp_dir, data_dir = experiment
     savedir = tmp_path / "savedir"
@@ -362,6 +366,7 @@ def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, t
     assert record["data_mean"] is not None  # DATA_DIR came from env.sh
 
 
+@pytest.mark.slow
 def test_launcher_errors(experiment, repository_copy, tmp_path):
     exps = repository_copy / "exps"
     savedir = tmp_path / "savedir"

@@ -127,6 +127,7 @@ def lines(run_dir):
     return [json.loads(line) for line in (run_dir / "results.json").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_training_writes_every_output_file_with_finite_losses(gano_run):
     results = lines(gano_run)
     assert [line["epoch"] for line in results] == [1, 2]
@@ -150,6 +151,7 @@ def test_training_writes_every_output_file_with_finite_losses(gano_run):
         assert (gano_run / figure).is_file(), figure
 
 
+@pytest.mark.slow
 def test_eval_generate_superres_and_plot_then_plot_stats(gano_run, tiny_data, tmp_path):
     eval_dir = tmp_path / "eval"
     for mode in ("generate", "superres", "plot"):
@@ -170,6 +172,7 @@ def test_eval_generate_superres_and_plot_then_plot_stats(gano_run, tiny_data, tm
     assert result.returncode == 0 and (tmp_path / "final_stats.png").is_file()
 
 
+@pytest.mark.slow
 def test_methods_refuse_each_others_experiments_and_write_nothing(gano_run, tiny_data, tmp_path):
     # A GANO experiment given to the diffusion evaluation and trainer.
     result = run_command([sys.executable, ROOT / "eval.py", f"--exp_name={gano_run}", f"--savedir={tmp_path / 'e'}",
@@ -195,6 +198,7 @@ def test_methods_refuse_each_others_experiments_and_write_nothing(gano_run, tiny
     assert not (foreign / "e").exists()
 
 
+@pytest.mark.slow
 def test_a_gano_run_stopped_mid_epoch_resumes_exactly(gano_run, tiny_data, tmp_path):
     """SIGUSR1 at the 3rd step (Slurm's warning), then resume_gano.py: the same lines and weights."""
     run_dir = tmp_path / "run"
@@ -233,6 +237,7 @@ def code_copy(tmp_path_factory, tiny_data):
     return repo, tiny_data, repo / "saved"
 
 
+@pytest.mark.slow
 def test_main_sh_launch_eval_and_resume_sh_with_method_gan(code_copy):
     """The original README's commands with 'gan': train, evaluate, resume a stopped run."""
     repo, data, savedir = code_copy

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.stats import wasserstein_distance
+from scipy.stats import wasserstein_distance as scipy_wasserstein
 
-from src.metrics import circular_metrics, circular_skewness, circular_stats, circular_variance, phase_roughness, validation_metrics
+from src.metrics import (circular_metrics, circular_skewness, circular_stats, circular_variance, phase_roughness,
+                         validation_metrics, wasserstein_distance)
 
 
 def from_phase(phase: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,7 @@ def test_shuffling_pixels_keeps_circular_statistics_but_not_roughness():
 
     metrics, _ = validation_metrics(fringes, circular_stats(fringes), shuffled)
     assert metrics["w_total"] == pytest.approx(0.0, abs=1e-4)
-    expected = wasserstein_distance(phase_roughness(fringes).numpy(), phase_roughness(shuffled).numpy())
+    expected = scipy_wasserstein(phase_roughness(fringes).numpy(), phase_roughness(shuffled).numpy())
     assert metrics["w_rough"] == pytest.approx(expected) and metrics["w_rough"] > 0.5
     assert validation_metrics(fringes, circular_stats(fringes), fringes)[0]["w_rough"] == pytest.approx(0.0, abs=1e-7)
 
@@ -99,3 +100,12 @@ def test_w_metrics_are_the_mean_gap_of_sorted_statistics():
     assert metrics["w_var"] == pytest.approx(by_hand["var"], rel=1e-6) and metrics["w_var"] > 0.05
     assert metrics["w_skew"] == pytest.approx(by_hand["skew"], rel=1e-6)
     assert metrics["w_total"] == pytest.approx(by_hand["var"] + by_hand["skew"], rel=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [(7, 7), (5, 13), (1, 40)])
+def test_wasserstein_distance_is_scipys_for_unequal_sizes_and_ties(sizes):
+    generator = np.random.default_rng(sum(sizes))
+    u = generator.normal(size=sizes[0]).round(1)  # rounded: ties within and between the samples
+    v = generator.normal(1.0, 2.0, size=sizes[1]).round(1)
+    assert wasserstein_distance(u, v) == pytest.approx(scipy_wasserstein(u, v), rel=1e-12, abs=1e-15)
+    assert wasserstein_distance(u, u) == 0.0

@@ -58,6 +58,7 @@ def uninterrupted(setup):
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_run_killed_anywhere_and_restarted_ends_as_if_never_stopped(setup, uninterrupted, tmp_path):
     run_dir = setup / "interrupted"
     scontrol = tmp_path / "bin" / "scontrol"  # Slurm's, as far as train.py can tell: it records its call
@@ -95,6 +96,7 @@ def test_a_run_killed_anywhere_and_restarted_ends_as_if_never_stopped(setup, uni
     assert not list(run_dir.rglob(".*.tmp*")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_named_with_the_way_out(setup, uninterrupted, tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -108,6 +110,7 @@ def test_a_corrupt_checkpoint_is_named_with_the_way_out(setup, uninterrupted, tm
     assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_architecture_names_the_shapes(setup, uninterrupted, tmp_path):
     wider = tmp_path / "wider.json"
     wider.write_text(json.dumps({**THREE_EPOCHS, "d_co_domain": 8}))
@@ -131,6 +134,7 @@ def stopped(setup):
     return run_dir
 
 
+@pytest.mark.slow
 def test_resume_py_finishes_a_stopped_run(setup, uninterrupted, stopped, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(stopped, run_dir)
@@ -148,6 +152,7 @@ def test_resume_py_finishes_a_stopped_run(setup, uninterrupted, stopped, tmp_pat
     assert sorted(path.name for path in empty.iterdir()) == ["config.json"]
 
 
+@pytest.mark.slow
 def test_resume_sh_finishes_a_stopped_run_of_savedir(setup, uninterrupted, stopped, tmp_path):
     """`bash resume.sh sbgm <name> <id>` from exps/, in a copy of the repository (no env.sh of a developer)."""
     repo = tmp_path / "repo"
@@ -191,6 +196,7 @@ def data_dir(setup, monkeypatch):
     monkeypatch.setenv("TQDM_DISABLE", "1")
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(one_epoch_run, monkeypatch, capsys):
     run_dir, two = one_epoch_run
     before = (run_dir / "model.pt").read_bytes()
@@ -208,6 +214,7 @@ def test_a_non_finite_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(on
     assert (run_dir / "model.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_bug_keeps_its_traceback_and_is_not_called_a_config_error(one_epoch_run, monkeypatch, capsys):
     """Only our own errors are refusals (exit 2, one line); a ValueError of numpy, scipy or our own
     code propagates, with its traceback."""
@@ -222,6 +229,7 @@ def test_a_bug_keeps_its_traceback_and_is_not_called_a_config_error(one_epoch_ru
     assert "error:" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(one_epoch_run, monkeypatch, capsys):
     run_dir, two = one_epoch_run
     before = (run_dir / "model.pt").read_bytes()

@@ -96,6 +96,7 @@ def results(run_dir):
             for line in (run_dir / "results.json").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_launch_exp_runs_a_job_to_the_end(jobs):
     job, returncode, log, run_dir = jobs["reference"]
     assert returncode == 0, log[-3000:]

@@ -139,6 +139,7 @@ ONE_CPU = (f"1 intra-op thread (the 1 CPU this process may use; set OMP_NUM_THRE
     ({"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None}, 2,
      "2 intra-op threads (OMP_NUM_THREADS=2 in the environment) with OMP_WAIT_POLICY=ACTIVE", "30000000000"),
 ])
+@pytest.mark.slow
 def test_train_py_runs_torch_with_the_threads_and_policy_it_prints(env, threads, line, spin_count):
     """The choice for 1 CPU (also in place of a bad OMP_NUM_THREADS, with a warning), and the
     user's choice, reach torch and libgomp (spin count 0: passive)."""
@@ -152,6 +153,7 @@ def test_train_py_runs_torch_with_the_threads_and_policy_it_prints(env, threads,
     assert f"OMP_NUM_THREADS = '{threads}'" in result.stderr and f"GOMP_SPINCOUNT = '{spin_count}'" in result.stderr
 
 
+@pytest.mark.slow
 def test_threads_benchmark_tabulates_every_load_and_column_and_names_the_choice():
     """One cell, beside its twin, to keep it short (four processes start torch, each in seconds)."""
     result = run_command([sys.executable, "benchmarks/threads.py", "--quick", "--threads", "2", "--policies", "PASSIVE",

@@ -66,6 +66,7 @@ def assert_png(path):
         assert min(image.size) > 50, path
 
 
+@pytest.mark.slow
 def test_every_output_file_exists_and_is_valid(local_run):
     run_dir, _ = local_run
     config = json.loads((run_dir / "config.json").read_text())
@@ -112,6 +113,7 @@ def test_local_run_uses_the_checkout(local_run, code_copy):
     assert f"code:    {code_copy[0]}" in result.stdout
 
 
+@pytest.mark.slow
 def test_training_resumes_from_model_pt(local_run, code_copy):
     """A restarted job (more epochs in --cfg, but the saved config wins) continues where it stopped."""
     run_dir, _ = local_run
@@ -130,6 +132,7 @@ def test_training_resumes_from_model_pt(local_run, code_copy):
     assert any(not torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
 
 
+@pytest.mark.slow
 def test_validation_leaves_training_unchanged(code_copy, tmp_path):
     """Validation samples from a stream of its own: record_interval 1 and 2 train the same weights."""
     repo, data, _ = code_copy
@@ -152,6 +155,7 @@ def test_cosine_schedule_decays_the_lr_to_zero_over_the_run():
     assert {learning_rate(constant, step, 100) for step in (0, 50, 99)} == {1e-3}
 
 
+@pytest.mark.slow
 def test_cosine_schedule_resumes_where_it_stopped(code_copy, tmp_path):
     """The lr is a function of the step: a run resumed after epoch 1 goes on with the uninterrupted run's lrs."""
     repo, data, _ = code_copy
@@ -171,6 +175,7 @@ def test_cosine_schedule_resumes_where_it_stopped(code_copy, tmp_path):
     assert lrs[1][1:] == pytest.approx(lrs[0][1:])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, code_copy):
     run_dir, _ = local_run
     repo, data, _ = code_copy
@@ -184,6 +189,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_changes_nothing(local_run, co
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_quickstart_sh_trains_the_config_it_is_given(code_copy, tmp_path):
     """`bash scripts/quickstart.sh debug` trains exps/json/debug.json and says where the results are."""
     repo, data, _ = code_copy
@@ -195,6 +201,7 @@ def test_quickstart_sh_trains_the_config_it_is_given(code_copy, tmp_path):
     assert f"Results in {run_dir}" in result.stdout and "launch_eval.py sbgm debug/9" in result.stdout
 
 
+@pytest.mark.slow
 def test_quickstart_sh_trains_a_gano_config_as_method_gan(code_copy, tmp_path):
     repo, data, _ = code_copy
     result = run_command(["bash", "scripts/quickstart.sh", "gano-debug"], cwd=repo, data_dir=data, SAVEDIR=tmp_path,
@@ -212,6 +219,7 @@ def test_quickstart_sh_names_an_unknown_config(code_copy, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
     repo, data, savedir = code_copy
     one_epoch = {**TINY, "epochs": 1}
@@ -230,6 +238,7 @@ def test_slurm_mode_copies_the_code_and_runs_the_copy(code_copy):
     (["vae", "x", "json/debug.json"], "unknown method"),
     (["sbgm", "x", "json/missing.json"], "config file not found"),
 ])
+@pytest.mark.slow
 def test_main_sh_rejects_bad_arguments(code_copy, args, message):
     repo, data, savedir = code_copy
     result = run_command(["bash", "main.sh", *args], cwd=repo / "exps", data_dir=data, RUN_LOCAL=1, SAVEDIR=savedir)
@@ -257,6 +266,7 @@ def no_slurm_tools(tmp_path):
     return {"PATH": f"{tools}:{Path(sys.executable).parent}:/usr/bin:/bin"}, tmp_path / "slurm_calls.log"
 
 
+@pytest.mark.slow
 def test_a_users_slurm_job_id_runs_the_launchers_in_the_foreground(code_copy, no_slurm_tools, tmp_path):
     """`SLURM_JOB_ID=123 bash launch_exp.sh ...`, resume_exp.sh and launch_eval.sh, as the original README
     says to run without Slurm: no srun, and a finished run given again changes nothing."""
@@ -289,6 +299,7 @@ def test_a_users_slurm_job_id_runs_the_launchers_in_the_foreground(code_copy, no
     assert not calls.exists(), calls.read_text()
 
 
+@pytest.mark.slow
 def test_a_stopped_local_run_says_how_to_resume_and_requeues_nothing(code_copy, no_slurm_tools, tmp_path):
     """quickstart.sh (SLURM_JOB_ID set by hand) stopped by SIGTERM: exit 75 (not finished), the resume command,
     no scontrol; then the printed command finishes the run."""
@@ -319,6 +330,7 @@ def test_a_stopped_local_run_says_how_to_resume_and_requeues_nothing(code_copy, 
     assert state["epoch"] * 4 + state["step"] >= 4 * epochs_done  # the stop wrote its step's checkpoint
 
 
+@pytest.mark.slow
 def test_main_sh_checks_config_and_data_before_making_anything(code_copy, tmp_path):
     repo, data, _ = code_copy
     savedir = tmp_path / "saved"
