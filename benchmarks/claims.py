@@ -1,7 +1,7 @@
 """The paper's two claims measured with this code: Gaussian-random-field noise against white noise,
 and one trained model sampled at 2x and 4x its training resolution, with the spread over seeds.
 
-    python benchmarks/claims.py [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
+    python -m benchmarks.claims [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
         [--outdir DIR] [--figure assets/claims.png] [--cfg exps/json/quickstart.json]
         [--resolution 16] [--npad 2] [--epochs 6] [--n_samples 64] [--noises white GRF] [--rbf_scale L]
 
@@ -29,7 +29,7 @@ The datasets, made if their folder holds none:
 The defaults train at 14 px (16 px resized, 2 cropped) for 6 epochs, so that the 12 runs and
 their sampling at 14, 28 and 56 px take about an hour on 2 CPU cores. At the paper's scale on a
 GPU (the paper trains at 60 px and samples at 120):
-``python benchmarks/claims.py --cfg exps/json/rbf-64px-superres.json --resolution 64 --npad 4
+``python -m benchmarks.claims --cfg exps/json/rbf-64px-superres.json --resolution 64 --npad 4
 --factors 1 2 --epochs <E> --n_samples 256``, with the data at 128 px (--grf_dir's dataset is
 then written at 128 px).
 """
@@ -49,7 +49,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import eval as eval_script  # noqa: E402
 import train  # noqa: E402
@@ -59,7 +58,7 @@ from src.data import load_data  # noqa: E402
 from src.metrics import field_stats, function_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
-from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
+from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
 
 NOISES = {"white": {"white_noise": True}, "GRF": {"white_noise": False}}
 COLUMNS = {"circular": ("w_total", "w_var", "w_skew", "w_rough"),

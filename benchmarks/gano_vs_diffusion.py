@@ -1,6 +1,6 @@
 """GANO against the diffusion operator for the same training wall time, side by side in one run.
 
-    DATA_DIR=data/synthetic_volcano python benchmarks/gano_vs_diffusion.py [--minutes 4] [--seeds 0 1 2]
+    DATA_DIR=data/synthetic_volcano python -m benchmarks.gano_vs_diffusion [--minutes 4] [--seeds 0 1 2]
         [--n_samples 256] [--sbgm_cfg exps/json/quickstart.json] [--gan_cfg exps/json/gano-quickstart.json]
 
 For each seed and method: train.py / train_gano.py on its config with that seed (epochs
@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
 from src import methods  # noqa: E402

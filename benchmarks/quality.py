@@ -1,6 +1,6 @@
 """Sample quality of a trained experiment against its references, side by side in one run.
 
-    DATA_DIR=... python benchmarks/quality.py --exp_name results/quickstart/<id> [--Ntest 256] [--factor 1]
+    DATA_DIR=... python -m benchmarks.quality --exp_name results/quickstart/<id> [--Ntest 256] [--factor 1]
         [--also_sampler step_rule=sigma_squared epsilon=4e-4 denoise_last=false]
 
 Rows, all scored against the training split at the same resolution:
@@ -17,21 +17,18 @@ Same sampler seed for both models. Prints a markdown table.
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.cli import parse_key_value  # noqa: E402
-from src.config import ConfigError, load_config  # noqa: E402
-from src.data import load_data  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.distributed import default_device  # noqa: E402
-from src.experiment import build_noise, sample  # noqa: E402
-from src.methods.diffusion import METHOD as DIFFUSION  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
+from src.cli import parse_key_value
+from src.config import ConfigError, load_config
+from src.data import load_data
+from src.evaluation import evaluate_samples, load_model
+from src.distributed import default_device
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION
+from src.metrics import circular_stats
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
 

@@ -1,6 +1,6 @@
 """Variants of the quickstart config, each trained by train.py and scored the same way, side by side.
 
-    DATA_DIR=... python benchmarks/quickstart_variants.py [--cfg exps/json/quickstart.json] [--epochs N]
+    DATA_DIR=... python -m benchmarks.quickstart_variants [--cfg exps/json/quickstart.json] [--epochs N]
         [--Ntest N] [--seeds S [S ...]] [--outdir DIR] [--variant NAME KEY=VALUE [KEY=VALUE ...]] ...
         [--no_variants] [--sampler NAME KEY=VALUE [KEY=VALUE ...]] ...
 
@@ -32,19 +32,18 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import train
+from src.cli import parse_key_value
+from src.config import ConfigError, config_from_dict, from_command_line, load_config
+from src.data import load_data, steps_per_epoch, validation_count
+from src.distributed import default_device
+from src.evaluation import evaluate_samples, load_model
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
+from src.metrics import function_stats
+from benchmarks.seed_spread import mean_spread
 
-import train  # noqa: E402
-from src.cli import parse_key_value  # noqa: E402
-from src.config import ConfigError, config_from_dict, from_command_line, load_config  # noqa: E402
-from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
-from src.distributed import default_device  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_noise, sample  # noqa: E402
-from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
-from src.metrics import function_stats  # noqa: E402
-from seed_spread import mean_spread  # noqa: E402  (beside this script)
+REPO = Path(__file__).resolve().parents[1]
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]

@@ -1,6 +1,6 @@
 """Sample quality against network evaluations, for every sampler, side by side in one run.
 
-    DATA_DIR=data/synthetic_volcano python benchmarks/sampler_quality.py --exp_name results/quickstart/<id>
+    DATA_DIR=data/synthetic_volcano python -m benchmarks.sampler_quality --exp_name results/quickstart/<id>
         [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36]
         [--samplers euler heun] [--churns 0 1000] [--rho 2] [--no_langevin_budgets] [--figure PNG]
 
@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
 from src.config import load_config  # noqa: E402
@@ -48,7 +47,7 @@ from src.evaluation import evaluate_samples, load_model  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
 from src.metrics import circular_stats  # noqa: E402
-from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
+from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
 
 COLUMNS = ("w_total", "w_var", "w_skew", "w_rough")
 BATCH = 128  # functions sampled at once
