@@ -53,9 +53,9 @@ REPO = Path(__file__).resolve().parents[1]
 import eval as eval_script  # noqa: E402
 import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
-from src.evaluation import evaluate_samples, metrics_name, samples_name  # noqa: E402
+from src.evaluation import held_out_floor, metrics_name, samples_name  # noqa: E402
 from src.data import load_data  # noqa: E402
-from src.metrics import field_stats, function_stats, log_spectrum_distance  # noqa: E402
+from src.metrics import field_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
 from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
@@ -125,11 +125,13 @@ def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law
 
 
 def held_out_scores(args, data: Path, factors: list[int], n_samples: int, law) -> dict:
-    """{factor: metrics} of n_samples validation functions against the training split at that factor."""
+    """{factor: metrics} of the held-out floor at each factor (`held_out_floor`: n_samples validation
+    functions against the training split at that factor), with `exact_law_metrics` at the last factor
+    when the law is known."""
     scores = {}
     for factor in factors:
-        real, valid = load_data(args, str(data), factor)
-        scores[factor] = evaluate_samples(valid[:n_samples], function_stats(real, args.metric_kind), real)[0]
+        train, valid = load_data(args, str(data), factor)
+        scores[factor] = held_out_floor(valid, train, args.metric_kind, n_samples)
         if law is not None and factor == factors[-1]:
             scores[factor].update(exact_law_metrics(valid[:n_samples], law))
     return scores

@@ -34,10 +34,9 @@ from src import methods  # noqa: E402
 from src.cli import STOPPED_EXIT  # noqa: E402
 from src.config import config_from_dict, load_config  # noqa: E402
 from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
+from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -77,9 +76,8 @@ def score(method: str, args, run_dir: Path, n_samples: int, seed: int, data_dir:
     started = time.perf_counter()
     samples = sample(methods.get(method), model, args, noise_sampler, n_samples, 64, seed=1000 + seed, progress=False)
     seconds_per_64 = (time.perf_counter() - started) * 64 / n_samples
-    stats = circular_stats(train)
-    metrics = evaluate_samples(samples, stats, train)[0]
-    floor = evaluate_samples(valid[:n_samples], stats, train)[0]
+    metrics = score_samples(samples, train, args.metric_kind)
+    floor = held_out_floor(valid, train, args.metric_kind, n_samples)
     return {"metrics": metrics, "floor": floor, "seconds_per_64": seconds_per_64, "n": len(samples),
             "n_floor": min(n_samples, len(valid))}
 

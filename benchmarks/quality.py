@@ -24,11 +24,10 @@ import torch
 from src.cli import parse_key_value
 from src.config import ConfigError, load_config
 from src.data import load_data
-from src.evaluation import evaluate_samples, load_model
+from src.evaluation import held_out_floor, load_model, score_samples
 from src.distributed import default_device
 from src.experiment import build_noise, sample
 from src.methods.diffusion import METHOD as DIFFUSION
-from src.metrics import circular_stats
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
 
@@ -53,7 +52,6 @@ def main() -> None:
     except ConfigError as error:
         parser.error(str(error))
     train, valid = load_data(args, os.environ["DATA_DIR"], cli.factor)
-    train_stats = circular_stats(train)
 
     torch.manual_seed(args.seed)  # the initialisation train.py starts from
     untrained = DIFFUSION.build_model(args).to(device).eval()
@@ -66,8 +64,9 @@ def main() -> None:
     for name, model, sampler_args in runs:
         noise_sampler = build_noise(sampler_args, cli.factor * sampler_args.data_resolution, device)
         samples = sample(DIFFUSION, model, sampler_args, noise_sampler, cli.Ntest, cli.val_batch_size, seed=cli.seed)
-        rows[name] = evaluate_samples(samples, train_stats, train)[0] | {"n": len(samples)}
-    rows["held-out data"] = evaluate_samples(valid[:cli.Ntest], train_stats, train)[0] | {"n": min(cli.Ntest, len(valid))}
+        rows[name] = score_samples(samples, train, args.metric_kind) | {"n": len(samples)}
+    rows["held-out data"] = (held_out_floor(valid, train, args.metric_kind, cli.Ntest)
+                             | {"n": min(cli.Ntest, len(valid))})
 
     res = train.shape[1]
     print(f"{exp_dir}: {res} x {res} px (factor {cli.factor}), scored against {len(train)} training functions\n")

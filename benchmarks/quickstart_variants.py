@@ -37,10 +37,9 @@ from src.cli import parse_key_value
 from src.config import ConfigError, config_from_dict, from_command_line, load_config
 from src.data import load_data, steps_per_epoch, validation_count
 from src.distributed import default_device
-from src.evaluation import evaluate_samples, load_model
+from src.evaluation import load_model, score_samples
 from src.experiment import build_noise, sample
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
-from src.metrics import function_stats
 from benchmarks.seed_spread import mean_spread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,14 +71,13 @@ def sampler_scores(run_dir: Path, samplers: list[tuple[str, dict]], device) -> l
     functions, the last validation's seed), scored against its training split."""
     args = load_config(run_dir / "config.json")
     train, _ = load_data(args, os.environ["DATA_DIR"])
-    train_stats = function_stats(train, args.metric_kind)
     model, _ = load_model(DIFFUSION, args, run_dir / "model.pt", device)
     noise_sampler = build_noise(args, args.data_resolution, device)
     scores = []
     for _, changes in samplers:
         samples = sample(DIFFUSION, model, DIFFUSION.with_sampler(args, changes), noise_sampler, args.Ntest, args.val_batch_size,
                          seed=args.seed + args.epochs, progress=False)
-        scores.append(evaluate_samples(samples, train_stats, train)[0])
+        scores.append(score_samples(samples, train, args.metric_kind))
     return scores
 
 
