@@ -51,13 +51,13 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 import eval as eval_script  # noqa: E402
-import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from src.evaluation import held_out_floor, metrics_name, samples_name  # noqa: E402
 from src.data import load_data  # noqa: E402
 from src.metrics import field_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
+from benchmarks.runs import train_run  # noqa: E402
 from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
 
 NOISES = {"white": {"white_noise": True}, "GRF": {"white_noise": False}}
@@ -105,11 +105,7 @@ def exact_law_metrics(u: torch.Tensor, law: GRFLaw) -> dict:
 
 def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law, sampling_seed: int = 0) -> dict:
     """{factor: metrics} of the trained run's samples at each factor, drawn by eval.py with ``sampling_seed``."""
-    run_dir.mkdir(parents=True)
-    cfg = run_dir / "claims.json"
-    cfg.write_text(json.dumps(asdict(args)))
-    if train.main(["--cfg", str(cfg), "--savedir", str(run_dir)]) != 0:
-        sys.exit(f"error: training {run_dir} failed")
+    train_run(args, run_dir, "claims.json")
     scores, eval_dir = {}, run_dir / "eval"
     for factor in factors:
         mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]

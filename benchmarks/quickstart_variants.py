@@ -26,13 +26,11 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import train
 from src.cli import parse_key_value
 from src.config import ConfigError, config_from_dict, from_command_line, load_config
 from src.data import load_data, steps_per_epoch, validation_count
@@ -40,6 +38,7 @@ from src.distributed import default_device
 from src.evaluation import load_model, score_samples
 from src.experiment import build_noise, sample
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
+from benchmarks.runs import train_run
 from benchmarks.seed_spread import mean_spread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,12 +126,8 @@ def main() -> None:
     for (name, _), args, dirs in zip(rows, configs, run_dirs):
         per_seed = []
         for seed, run_dir in zip(seeds, dirs):
-            run_dir.mkdir(parents=True)
-            cfg = run_dir / "variant.json"
-            cfg.write_text(json.dumps(asdict(args if seed is None else replace(args, seed=seed))))
             started = time.time()
-            if train.main(["--cfg", str(cfg), "--savedir", str(run_dir)]) != 0:
-                sys.exit(f"error: training {name} failed")
+            train_run(args if seed is None else replace(args, seed=seed), run_dir, "variant.json")
             wall = time.time() - started
             last = json.loads((run_dir / "results.json").read_text().splitlines()[-1])
             per_seed.append((wall, last, sampler_scores(run_dir, samplers, device)))
