@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
+from benchmarks.seed_spread import mean_spread  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -82,12 +82,6 @@ def score(method: str, args, run_dir: Path, n_samples: int, seed: int, data_dir:
             "n_floor": min(n_samples, len(valid))}
 
 
-def spread(values: list[float], digits: int = 4) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=4.0, help="training wall time of each run")
@@ -121,16 +115,16 @@ def main() -> None:
                       + " | ".join(f"{result['metrics'][c]:.4f}" for c in COLUMNS)
                       + f" | {result['seconds_per_64']:.2f} | {result['floor']['w_total']:.4f} |", flush=True)
 
-        print(f"\nMean ± standard deviation over {len(cli.seeds)} seeds; held-out: the validation split, "
+        print(f"\nMean +- standard deviation over {len(cli.seeds)} seeds; held-out: the validation split, "
               f"{results['sbgm'][0]['n_floor']} functions (the floor)\n")
         print("| samples | steps | " + " | ".join(COLUMNS) + " | s / 64 samples |")
         print("|---|---|" + "---|" * len(COLUMNS) + "---|")
         for method, rows in results.items():
-            print(f"| {NAMES[method]} ({configs[method].name}) | {spread([r['steps'] for r in rows], 0)} | "
-                  + " | ".join(spread([r["metrics"][c] for r in rows]) for c in COLUMNS)
-                  + f" | {spread([r['seconds_per_64'] for r in rows], 2)} |")
+            print(f"| {NAMES[method]} ({configs[method].name}) | {mean_spread([r['steps'] for r in rows], 0)} | "
+                  + " | ".join(mean_spread([r["metrics"][c] for r in rows]) for c in COLUMNS)
+                  + f" | {mean_spread([r['seconds_per_64'] for r in rows], 2)} |")
         floors = results["sbgm"]
-        print("| held-out data | | " + " | ".join(spread([r["floor"][c] for r in floors]) for c in COLUMNS) + " | |")
+        print("| held-out data | | " + " | ".join(mean_spread([r["floor"][c] for r in floors]) for c in COLUMNS) + " | |")
 
 
 if __name__ == "__main__":
