@@ -26,7 +26,7 @@ LINK = re.compile(r"\[\[(?:file:)?([^\]\[]+?)\](?:\[[^\]]*\])?\]")
 SEPARATORS = re.compile(r"[\s=`'\"()\[\]{},;|]+")
 PLACEHOLDER = re.compile(r"[<>$*~^%]")
 SCRIPT = re.compile(r"^[\w.-]+\.(py|sh)$")
-MODULE_RUN = re.compile(r"\s-m\s+([A-Za-z_][\w.]*)")
+MODULE_RUN = re.compile(r"\s-m\s+([A-Za-z_][\w.<>$*]*)")
 # Files the user makes by following the README (cp env.sh.bak env.sh), not in the repository.
 MADE_BY_THE_USER = {"exps/env.sh", "env.sh"}
 
@@ -53,8 +53,9 @@ def path_mentions(text: str) -> set[str]:
 
 def module_mentions(text: str) -> set[str]:
     """Modules of the repository that ``python -m`` runs in ``text``: those whose top package is
-    one of its folders (not ``venv``, ``pytest``)."""
-    return {module.rstrip(".") for module in MODULE_RUN.findall(text) if (ROOT / module.split(".")[0]).is_dir()}
+    one of its folders (not ``venv``, ``pytest``), placeholders (``benchmarks.<name>``) left alone."""
+    return {module.rstrip(".") for module in MODULE_RUN.findall(text)
+            if not PLACEHOLDER.search(module) and (ROOT / module.split(".")[0]).is_dir()}
 
 
 def module_exists(module: str) -> bool:
@@ -99,7 +100,8 @@ def test_the_checks_find_what_they_are_for():
                                    "tests/test_docs.py"}
     assert [m for m in sorted(path_mentions(text)) if not exists(m)] == ["json/nope.json", "tests/test_grf.py"]
     assert link_targets(text + " [[https://arxiv.org/abs/1][paper]]") == ["src/nope.py", "./assets/none.png"]
-    commands = "=python -m benchmarks.quality --Ntest 8=, python -m src.synthetic, python -m benchmarks.nope. python -m venv"
+    commands = ("=python -m benchmarks.quality --Ntest 8=, python -m src.synthetic, python -m benchmarks.nope. "
+                "python -m venv, python -m benchmarks.<name>")
     assert module_mentions(commands) == {"benchmarks.quality", "src.synthetic", "benchmarks.nope"}
     assert [m for m in sorted(module_mentions(commands)) if not module_exists(m)] == ["benchmarks.nope"]
 
