@@ -52,7 +52,7 @@ from src.evaluation import samples_name  # noqa: E402
 from src.synthetic.darcy import DarcyProblem, write_darcy_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset  # noqa: E402
 from benchmarks.claims import CHECKPOINT, EXACT_COLUMNS, held_out_scores, train_and_score  # noqa: E402
-from benchmarks.seed_spread import mean_spread  # noqa: E402
+from benchmarks.seed_spread import mean_spread, table_header  # noqa: E402
 
 DATASETS = ("grf", "darcy")
 COLUMNS = ("w_total", "w_mean", "w_std", "w_marginal", "log_spectrum_rms")
@@ -133,8 +133,7 @@ def main() -> None:
     names = COLUMNS + ("w_total / held-out", "std / data") + EXACT_COLUMNS
     print(f"\nRuns in {outdir}; mean +- standard deviation over seeds {cli.seeds}\n")
     print("\n".join(header) + "\n")
-    print("| dataset | functions | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
+    print(table_header(["dataset", "functions", *names]))
     for dataset, label, scores in rows:
         cells = [mean_spread([score.get(c) for score in scores], 2 if c in ("ratio", "std_ratio") else 4)
                  for c in columns]

@@ -58,7 +58,8 @@ from src.metrics import field_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
 from benchmarks.runs import train_run  # noqa: E402
-from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
+from benchmarks.seed_spread import (errorbar_line, mean_spread, save_w_total_figure, table_header,  # noqa: E402
+                                     w_total_figure)
 
 NOISES = {"white": {"white_noise": True}, "GRF": {"white_noise": False}}
 COLUMNS = {"circular": ("w_total", "w_var", "w_skew", "w_rough"),
@@ -199,8 +200,7 @@ def main() -> None:
         resolutions = [f * trained.data_resolution for f in cli.factors]
         lines = [f"### {dataset} ({data}), trained at {resolutions[0]} px for {cli.epochs} epochs; "
                  f"{cli.n_samples} samples; mean +- standard deviation over seeds {cli.seeds}\n",
-                 "| noise | factor | resolution | " + " | ".join(columns) + " |",
-                 "|---|---|---|" + "---|" * len(columns)]
+                 table_header(["noise", "factor", "resolution", *columns])]
         for factor, resolution in zip(cli.factors, resolutions):
             for label, per_factor in rows:
                 cells = [mean_spread([m.get(c) for m in per_factor[factor]]) for c in columns]

@@ -36,7 +36,7 @@ from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
-from benchmarks.seed_spread import mean_spread  # noqa: E402
+from benchmarks.seed_spread import mean_spread, table_header  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -103,8 +103,7 @@ def main() -> None:
         results = {method: [] for method in configs}
         print(f"{cli.minutes:g} min of training per run on {torch.get_num_threads()} threads, {cli.n_samples} samples, "
               f"seeds {cli.seeds}\n")
-        print("| method | seed | steps | " + " | ".join(COLUMNS) + " | s / 64 samples | held-out w_total |")
-        print("|---|---|---|" + "---|" * len(COLUMNS) + "---|---|")
+        print(table_header(["method", "seed", "steps", *COLUMNS, "s / 64 samples", "held-out w_total"]))
         for seed in cli.seeds:
             for method, cfg in configs.items():
                 run_dir = outdir / f"{method}-seed{seed}"
@@ -117,8 +116,7 @@ def main() -> None:
 
         print(f"\nMean +- standard deviation over {len(cli.seeds)} seeds; held-out: the validation split, "
               f"{results['sbgm'][0]['n_floor']} functions (the floor)\n")
-        print("| samples | steps | " + " | ".join(COLUMNS) + " | s / 64 samples |")
-        print("|---|---|" + "---|" * len(COLUMNS) + "---|")
+        print(table_header(["samples", "steps", *COLUMNS, "s / 64 samples"]))
         for method, rows in results.items():
             print(f"| {NAMES[method]} ({configs[method].name}) | {mean_spread([r['steps'] for r in rows], 0)} | "
                   + " | ".join(mean_spread([r["metrics"][c] for r in rows]) for c in COLUMNS)

@@ -28,6 +28,7 @@ from src.evaluation import held_out_floor, load_model, score_samples
 from src.distributed import default_device
 from src.experiment import build_noise, sample
 from src.methods.diffusion import METHOD as DIFFUSION
+from benchmarks.seed_spread import table_header
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
 
@@ -70,8 +71,7 @@ def main() -> None:
 
     res = train.shape[1]
     print(f"{exp_dir}: {res} x {res} px (factor {cli.factor}), scored against {len(train)} training functions\n")
-    print("| samples | n | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
+    print(table_header(["samples", "n", *COLUMNS]))
     for name, metrics in rows.items():
         print(f"| {name} | {metrics['n']} | " + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
 

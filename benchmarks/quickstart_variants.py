@@ -39,7 +39,7 @@ from src.evaluation import load_model, score_samples
 from src.experiment import build_noise, sample
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
 from benchmarks.runs import train_run
-from benchmarks.seed_spread import mean_spread
+from benchmarks.seed_spread import mean_spread, table_header
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,8 +135,7 @@ def main() -> None:
 
     seeds_said = "" if cli.seeds is None else f"; mean +- standard deviation over seeds {cli.seeds}"
     print(f"\nNtest {configs[0].Ntest} samples per row{seeds_said}; run directories in {outdir}\n")
-    print("| variant | changes | sampler | evaluations | steps | wall (s) | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(COLUMNS))
+    print(table_header(["variant", "changes", "sampler", "evaluations", "steps", "wall (s)", *COLUMNS]))
     for (name, changes), args, per_seed in zip(rows, configs, results):
         changed = " ".join(f"{k}={v}" for k, v in changes.items()) or "-"
         wall = statistics.mean(wall for wall, _, _ in per_seed)

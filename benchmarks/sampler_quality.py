@@ -46,7 +46,8 @@ from src.distributed import default_device  # noqa: E402
 from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
-from benchmarks.seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402
+from benchmarks.seed_spread import (errorbar_line, mean_spread, save_w_total_figure, table_header,  # noqa: E402
+                                     w_total_figure)
 
 COLUMNS = ("w_total", "w_var", "w_skew", "w_rough")
 BATCH = 128  # functions sampled at once
@@ -159,8 +160,7 @@ def main() -> None:
 
     print(f"{exp_dir / cli.checkpoint} (epoch {state['last_epoch'] + 1}), {cli.n_samples} samples per seed, "
           f"seeds {cli.seeds}, {device}; mean +- standard deviation over the seeds, against the training split\n")
-    print("| sampler | evaluations | " + " | ".join(COLUMNS) + " | s / 64 samples |")
-    print("|---|---|" + "---|" * len(COLUMNS) + "---|")
+    print(table_header(["sampler", "evaluations", *COLUMNS, "s / 64 samples"]))
     for key, per_seed in table.items():
         cells = " | ".join(mean_spread([m[c] for m in per_seed], 3) for c in COLUMNS)
         print(f"| {key[0]} | {evaluations[key]} | {cells} | {seconds[key]:.1f} |")
