@@ -1,7 +1,7 @@
 """Your own data: the starting config of ``python -m src.array_config`` on two array files, trained
 and sampled over seeds, beside the held-out floor.
 
-    python benchmarks/array_data.py [--datasets grf darcy] [--n 512] [--resolution 32] [--seeds 0 1 2]
+    python -m benchmarks.array_data [--datasets grf darcy] [--n 512] [--resolution 32] [--seeds 0 1 2]
         [--epochs E] [--outdir DIR] [--quick]
 
 For each dataset, the benchmark writes N functions on an R x R grid (data seed 0) into
@@ -44,7 +44,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from src import array_config  # noqa: E402
 from src.config import load_config  # noqa: E402
@@ -52,8 +51,8 @@ from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
 from src.evaluation import samples_name  # noqa: E402
 from src.synthetic.darcy import DarcyProblem, write_darcy_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, read_law, write_grf_dataset  # noqa: E402
-from claims import CHECKPOINT, EXACT_COLUMNS, held_out_scores, train_and_score  # noqa: E402  (beside this script)
-from seed_spread import mean_spread  # noqa: E402
+from benchmarks.claims import CHECKPOINT, EXACT_COLUMNS, held_out_scores, train_and_score  # noqa: E402
+from benchmarks.seed_spread import mean_spread, table_header  # noqa: E402
 
 DATASETS = ("grf", "darcy")
 COLUMNS = ("w_total", "w_mean", "w_std", "w_marginal", "log_spectrum_rms")
@@ -134,8 +133,7 @@ def main() -> None:
     names = COLUMNS + ("w_total / held-out", "std / data") + EXACT_COLUMNS
     print(f"\nRuns in {outdir}; mean +- standard deviation over seeds {cli.seeds}\n")
     print("\n".join(header) + "\n")
-    print("| dataset | functions | " + " | ".join(names) + " |")
-    print("|---|---|" + "---|" * len(names))
+    print(table_header(["dataset", "functions", *names]))
     for dataset, label, scores in rows:
         cells = [mean_spread([score.get(c) for score in scores], 2 if c in ("ratio", "std_ratio") else 4)
                  for c in columns]

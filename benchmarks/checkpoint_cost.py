@@ -1,6 +1,6 @@
 """What exact resumption costs a checkpoint: bytes and seconds, against the same training state without it.
 
-    python benchmarks/checkpoint_cost.py [--cfg exps/json/quickstart.json exps/json/rbf-copied.json] [--repeats 5]
+    python -m benchmarks.checkpoint_cost [--cfg exps/json/quickstart.json exps/json/rbf-copied.json] [--repeats 5]
 
 For each config: the network after one Adam step, with EMA if the config has one, saved
 (a) as the reference, the training state alone: weights, EMA, optimizer, metrics and last
@@ -13,19 +13,16 @@ markdown table; the time is the median of --repeats saves.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.checkpoint import EMA, save_checkpoint  # noqa: E402
-from src.config import load_config  # noqa: E402
-from src.data import steps_per_epoch, validation_count  # noqa: E402
-from src.methods.diffusion import build_score_network  # noqa: E402
+from src.checkpoint import EMA, save_checkpoint
+from src.config import load_config
+from src.data import steps_per_epoch, validation_count
+from src.methods.diffusion import build_score_network
 
 
 def training_state_alone(path: Path, model, ema, optimizer) -> None:

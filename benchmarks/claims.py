@@ -1,7 +1,7 @@
 """The paper's two claims measured with this code: Gaussian-random-field noise against white noise,
 and one trained model sampled at 2x and 4x its training resolution, with the spread over seeds.
 
-    python benchmarks/claims.py [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
+    python -m benchmarks.claims [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
         [--outdir DIR] [--figure assets/claims.png] [--cfg exps/json/quickstart.json]
         [--resolution 16] [--npad 2] [--epochs 6] [--n_samples 64] [--noises white GRF] [--rbf_scale L]
 
@@ -29,7 +29,7 @@ The datasets, made if their folder holds none:
 The defaults train at 14 px (16 px resized, 2 cropped) for 6 epochs, so that the 12 runs and
 their sampling at 14, 28 and 56 px take about an hour on 2 CPU cores. At the paper's scale on a
 GPU (the paper trains at 60 px and samples at 120):
-``python benchmarks/claims.py --cfg exps/json/rbf-64px-superres.json --resolution 64 --npad 4
+``python -m benchmarks.claims --cfg exps/json/rbf-64px-superres.json --resolution 64 --npad 4
 --factors 1 2 --epochs <E> --n_samples 256``, with the data at 128 px (--grf_dir's dataset is
 then written at 128 px).
 """
@@ -49,17 +49,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import eval as eval_script  # noqa: E402
-import train  # noqa: E402
 from src.config import ConfigError, config_from_dict, load_config  # noqa: E402
-from src.evaluation import evaluate_samples, metrics_name, samples_name  # noqa: E402
+from src.evaluation import held_out_floor, metrics_name, samples_name  # noqa: E402
 from src.data import load_data  # noqa: E402
-from src.metrics import field_stats, function_stats, log_spectrum_distance  # noqa: E402
+from src.metrics import field_stats, log_spectrum_distance  # noqa: E402
 from src.synthetic import write_dataset  # noqa: E402
 from src.synthetic.grf import GRFLaw, dataset_paths, read_law, write_grf_dataset  # noqa: E402
-from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
+from benchmarks.runs import train_run  # noqa: E402
+from benchmarks.seed_spread import (errorbar_line, mean_spread, save_w_total_figure, table_header,  # noqa: E402
+                                     w_total_figure)
 
 NOISES = {"white": {"white_noise": True}, "GRF": {"white_noise": False}}
 COLUMNS = {"circular": ("w_total", "w_var", "w_skew", "w_rough"),
@@ -106,11 +106,7 @@ def exact_law_metrics(u: torch.Tensor, law: GRFLaw) -> dict:
 
 def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law, sampling_seed: int = 0) -> dict:
     """{factor: metrics} of the trained run's samples at each factor, drawn by eval.py with ``sampling_seed``."""
-    run_dir.mkdir(parents=True)
-    cfg = run_dir / "claims.json"
-    cfg.write_text(json.dumps(asdict(args)))
-    if train.main(["--cfg", str(cfg), "--savedir", str(run_dir)]) != 0:
-        sys.exit(f"error: training {run_dir} failed")
+    train_run(args, run_dir, "claims.json")
     scores, eval_dir = {}, run_dir / "eval"
     for factor in factors:
         mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]
@@ -126,11 +122,13 @@ def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law
 
 
 def held_out_scores(args, data: Path, factors: list[int], n_samples: int, law) -> dict:
-    """{factor: metrics} of n_samples validation functions against the training split at that factor."""
+    """{factor: metrics} of the held-out floor at each factor (`held_out_floor`: n_samples validation
+    functions against the training split at that factor), with `exact_law_metrics` at the last factor
+    when the law is known."""
     scores = {}
     for factor in factors:
-        real, valid = load_data(args, str(data), factor)
-        scores[factor] = evaluate_samples(valid[:n_samples], function_stats(real, args.metric_kind), real)[0]
+        train, valid = load_data(args, str(data), factor)
+        scores[factor] = held_out_floor(valid, train, args.metric_kind, n_samples)
         if law is not None and factor == factors[-1]:
             scores[factor].update(exact_law_metrics(valid[:n_samples], law))
     return scores
@@ -202,8 +200,7 @@ def main() -> None:
         resolutions = [f * trained.data_resolution for f in cli.factors]
         lines = [f"### {dataset} ({data}), trained at {resolutions[0]} px for {cli.epochs} epochs; "
                  f"{cli.n_samples} samples; mean +- standard deviation over seeds {cli.seeds}\n",
-                 "| noise | factor | resolution | " + " | ".join(columns) + " |",
-                 "|---|---|---|" + "---|" * len(columns)]
+                 table_header(["noise", "factor", "resolution", *columns])]
         for factor, resolution in zip(cli.factors, resolutions):
             for label, per_factor in rows:
                 cells = [mean_spread([m.get(c) for m in per_factor[factor]]) for c in columns]

@@ -1,6 +1,6 @@
 """How much decorrelation noise each way of downsampling leaves in the training frames.
 
-    DATA_DIR=... python benchmarks/data_roughness.py [--n 512] [--resolution 32 64 128] [--npad 4]
+    DATA_DIR=... python -m benchmarks.data_roughness [--n 512] [--resolution 32 64 128] [--npad 4]
 
 For each resolution, the first ``--n`` interferograms under DATA_DIR are loaded as
 `src.data.load_volcano` loads them for training, both with the original's plain bilinear
@@ -11,15 +11,11 @@ noise) is summarised. Prints a markdown table.
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.data import load_volcano  # noqa: E402
-from src.metrics import phase_roughness  # noqa: E402
+from src.data import load_volcano
+from src.metrics import phase_roughness
 
 RESIZES = (("plain bilinear (original)", False), ("multilook", True))
 

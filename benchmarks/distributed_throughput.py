@@ -1,7 +1,7 @@
 """Training throughput (samples per second) of the distributed path, side by side in one run.
 
-    python benchmarks/distributed_throughput.py                 # CPU: 1 process against 2 gloo processes
-    python benchmarks/distributed_throughput.py --device cuda   # GPU: plain 1 process against DDP at world size 1
+    python -m benchmarks.distributed_throughput                 # CPU: 1 process against 2 gloo processes
+    python -m benchmarks.distributed_throughput --device cuda   # GPU: plain 1 process against DDP at world size 1
         [--cfg exps/json/<...>.json] [--steps 20] [--warmup 3] [--repeats 3]
 
 Each row trains with train.py's step (`src.methods.diffusion.DiffusionTrainer.train_step`: DDP when there is a
@@ -29,13 +29,12 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from src.config import load_config
+from src.data import keyed_generator
+from src.distributed import World, default_device
+from src.methods.diffusion import DiffusionTrainer
 
-from src.config import load_config  # noqa: E402
-from src.data import keyed_generator  # noqa: E402
-from src.distributed import World, default_device  # noqa: E402
-from src.methods.diffusion import DiffusionTrainer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """GANO against the diffusion operator for the same training wall time, side by side in one run.
 
-    DATA_DIR=data/synthetic_volcano python benchmarks/gano_vs_diffusion.py [--minutes 4] [--seeds 0 1 2]
+    DATA_DIR=data/synthetic_volcano python -m benchmarks.gano_vs_diffusion [--minutes 4] [--seeds 0 1 2]
         [--n_samples 256] [--sbgm_cfg exps/json/quickstart.json] [--gan_cfg exps/json/gano-quickstart.json]
 
 For each seed and method: train.py / train_gano.py on its config with that seed (epochs
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,17 +27,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
 from src import methods  # noqa: E402
 from src.cli import STOPPED_EXIT  # noqa: E402
 from src.config import config_from_dict, load_config  # noqa: E402
 from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
+from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.distributed import default_device  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
+from benchmarks.seed_spread import mean_spread, table_header  # noqa: E402
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough")
 NAMES = {"sbgm": "diffusion operator", "gan": "GANO"}
@@ -78,17 +76,10 @@ def score(method: str, args, run_dir: Path, n_samples: int, seed: int, data_dir:
     started = time.perf_counter()
     samples = sample(methods.get(method), model, args, noise_sampler, n_samples, 64, seed=1000 + seed, progress=False)
     seconds_per_64 = (time.perf_counter() - started) * 64 / n_samples
-    stats = circular_stats(train)
-    metrics = evaluate_samples(samples, stats, train)[0]
-    floor = evaluate_samples(valid[:n_samples], stats, train)[0]
+    metrics = score_samples(samples, train, args.metric_kind)
+    floor = held_out_floor(valid, train, args.metric_kind, n_samples)
     return {"metrics": metrics, "floor": floor, "seconds_per_64": seconds_per_64, "n": len(samples),
             "n_floor": min(n_samples, len(valid))}
-
-
-def spread(values: list[float], digits: int = 4) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def main() -> None:
@@ -112,8 +103,7 @@ def main() -> None:
         results = {method: [] for method in configs}
         print(f"{cli.minutes:g} min of training per run on {torch.get_num_threads()} threads, {cli.n_samples} samples, "
               f"seeds {cli.seeds}\n")
-        print("| method | seed | steps | " + " | ".join(COLUMNS) + " | s / 64 samples | held-out w_total |")
-        print("|---|---|---|" + "---|" * len(COLUMNS) + "---|---|")
+        print(table_header(["method", "seed", "steps", *COLUMNS, "s / 64 samples", "held-out w_total"]))
         for seed in cli.seeds:
             for method, cfg in configs.items():
                 run_dir = outdir / f"{method}-seed{seed}"
@@ -124,16 +114,15 @@ def main() -> None:
                       + " | ".join(f"{result['metrics'][c]:.4f}" for c in COLUMNS)
                       + f" | {result['seconds_per_64']:.2f} | {result['floor']['w_total']:.4f} |", flush=True)
 
-        print(f"\nMean ± standard deviation over {len(cli.seeds)} seeds; held-out: the validation split, "
+        print(f"\nMean +- standard deviation over {len(cli.seeds)} seeds; held-out: the validation split, "
               f"{results['sbgm'][0]['n_floor']} functions (the floor)\n")
-        print("| samples | steps | " + " | ".join(COLUMNS) + " | s / 64 samples |")
-        print("|---|---|" + "---|" * len(COLUMNS) + "---|")
+        print(table_header(["samples", "steps", *COLUMNS, "s / 64 samples"]))
         for method, rows in results.items():
-            print(f"| {NAMES[method]} ({configs[method].name}) | {spread([r['steps'] for r in rows], 0)} | "
-                  + " | ".join(spread([r["metrics"][c] for r in rows]) for c in COLUMNS)
-                  + f" | {spread([r['seconds_per_64'] for r in rows], 2)} |")
+            print(f"| {NAMES[method]} ({configs[method].name}) | {mean_spread([r['steps'] for r in rows], 0)} | "
+                  + " | ".join(mean_spread([r["metrics"][c] for r in rows]) for c in COLUMNS)
+                  + f" | {mean_spread([r['seconds_per_64'] for r in rows], 2)} |")
         floors = results["sbgm"]
-        print("| held-out data | | " + " | ".join(spread([r["floor"][c] for r in floors]) for c in COLUMNS) + " | |")
+        print("| held-out data | | " + " | ".join(mean_spread([r["floor"][c] for r in floors]) for c in COLUMNS) + " | |")
 
 
 if __name__ == "__main__":

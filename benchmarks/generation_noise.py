@@ -1,6 +1,6 @@
 """How much of a whole generation the noise takes: FFT vs Cholesky GRF sampler, same run.
 
-    python benchmarks/generation_noise.py --cfg exps/json/quickstart.json [--Ntest 64] [--factor 1]
+    python -m benchmarks.generation_noise --cfg exps/json/quickstart.json [--Ntest 64] [--factor 1]
 
 Builds the config's network (timing only: initial weights), then draws Ntest functions by
 annealed Langevin dynamics (src.experiment.sample, the code path of validation and eval.py)
@@ -10,21 +10,16 @@ our batched dense Cholesky, and the FFT sampler. Prints a markdown table.
 """
 
 import argparse
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from src.config import load_config  # noqa: E402
-from noise import OriginalGaussianRF  # noqa: E402 (benchmarks/noise.py)
-from src.distributed import default_device  # noqa: E402
-from src.experiment import build_noise, sample  # noqa: E402
-from src.methods.diffusion import METHOD as DIFFUSION  # noqa: E402
+from src.config import load_config
+from src.distributed import default_device
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION
+from benchmarks.noise import OriginalGaussianRF
 
 
 class TimedSampler:

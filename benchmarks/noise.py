@@ -2,10 +2,10 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/noise.py            # 32, 64, 120 px all three; FFT alone at 240, 512, 1024 px
-    .venv/bin/python benchmarks/noise.py --quick    # 32, 64 px all three; FFT alone at 240 px
+    .venv/bin/python -m benchmarks.noise            # 32, 64, 120 px all three; FFT alone at 240, 512, 1024 px
+    .venv/bin/python -m benchmarks.noise --quick    # 32, 64 px all three; FFT alone at 240 px
                                                     # (both: GANO's noise at 128, 256 px)
-    .venv/bin/python benchmarks/noise.py --device cuda --max-cholesky-res 64
+    .venv/bin/python -m benchmarks.noise --device cuda --max-cholesky-res 64
 
 Prints a markdown table.  Every (resolution, method) runs in a fresh
 subprocess so that peak memory is its own: on CPU the peak is the growth of
@@ -122,7 +122,6 @@ class OriginalGaussianRF:
 
 def measure(res: int, method: str, device_name: str, batch: int) -> dict:
     """Time and memory of one sampler; runs in its own process."""
-    sys.path.insert(0, str(REPOSITORY_ROOT))
     import torch
 
     from src.noise import build_noise_sampler
@@ -179,9 +178,9 @@ def measure(res: int, method: str, device_name: str, batch: int) -> dict:
 
 
 def run_in_subprocess(res: int, method: str, arguments: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--measure", str(res), method,
+    command = [sys.executable, "-m", "benchmarks.noise", "--measure", str(res), method,
                "--device", arguments.device, "--batch", str(arguments.batch)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    completed = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPOSITORY_ROOT)
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 

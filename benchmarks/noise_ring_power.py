@@ -1,6 +1,6 @@
 """How much large-scale power the noise has on a coarse grid and on a fine one.
 
-    python benchmarks/noise_ring_power.py [--resolutions 14 28 56] [--rbf_scales 0.1 0.3] [--n 256] [--rings 1 2]
+    python -m benchmarks.noise_ring_power [--resolutions 14 28 56] [--rbf_scales 0.1 0.3] [--n 256] [--rings 1 2]
 
 Super-resolution samples on a finer grid with weights trained on a coarse one; it can only work
 if the noise has the same law on both at the scales both resolve. For white noise (the
@@ -12,15 +12,11 @@ those rings on the coarse grid than on the fine one, as white noise has. Prints 
 """
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.metrics import field_stats  # noqa: E402
-from src.noise import build_noise_sampler  # noqa: E402
+from src.metrics import field_stats
+from src.noise import build_noise_sampler
 
 
 def ring_power(res: int, white_noise: bool, rbf_scale: float, n: int, rings: list[int], seed: int) -> list[float]:

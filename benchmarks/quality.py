@@ -1,6 +1,6 @@
 """Sample quality of a trained experiment against its references, side by side in one run.
 
-    DATA_DIR=... python benchmarks/quality.py --exp_name results/quickstart/<id> [--Ntest 256] [--factor 1]
+    DATA_DIR=... python -m benchmarks.quality --exp_name results/quickstart/<id> [--Ntest 256] [--factor 1]
         [--also_sampler step_rule=sigma_squared epsilon=4e-4 denoise_last=false]
 
 Rows, all scored against the training split at the same resolution:
@@ -17,21 +17,18 @@ Same sampler seed for both models. Prints a markdown table.
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from src.cli import parse_key_value  # noqa: E402
-from src.config import ConfigError, load_config  # noqa: E402
-from src.data import load_data  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.distributed import default_device  # noqa: E402
-from src.experiment import build_noise, sample  # noqa: E402
-from src.methods.diffusion import METHOD as DIFFUSION  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
+from src.cli import parse_key_value
+from src.config import ConfigError, load_config
+from src.data import load_data
+from src.evaluation import held_out_floor, load_model, score_samples
+from src.distributed import default_device
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION
+from benchmarks.seed_spread import table_header
 
 COLUMNS = ("w_var", "w_skew", "w_total", "w_rough", "mean_image_l2", "mean_image_phase_l2")
 
@@ -56,7 +53,6 @@ def main() -> None:
     except ConfigError as error:
         parser.error(str(error))
     train, valid = load_data(args, os.environ["DATA_DIR"], cli.factor)
-    train_stats = circular_stats(train)
 
     torch.manual_seed(args.seed)  # the initialisation train.py starts from
     untrained = DIFFUSION.build_model(args).to(device).eval()
@@ -69,13 +65,13 @@ def main() -> None:
     for name, model, sampler_args in runs:
         noise_sampler = build_noise(sampler_args, cli.factor * sampler_args.data_resolution, device)
         samples = sample(DIFFUSION, model, sampler_args, noise_sampler, cli.Ntest, cli.val_batch_size, seed=cli.seed)
-        rows[name] = evaluate_samples(samples, train_stats, train)[0] | {"n": len(samples)}
-    rows["held-out data"] = evaluate_samples(valid[:cli.Ntest], train_stats, train)[0] | {"n": min(cli.Ntest, len(valid))}
+        rows[name] = score_samples(samples, train, args.metric_kind) | {"n": len(samples)}
+    rows["held-out data"] = (held_out_floor(valid, train, args.metric_kind, cli.Ntest)
+                             | {"n": min(cli.Ntest, len(valid))})
 
     res = train.shape[1]
     print(f"{exp_dir}: {res} x {res} px (factor {cli.factor}), scored against {len(train)} training functions\n")
-    print("| samples | n | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|" + "---|" * len(COLUMNS))
+    print(table_header(["samples", "n", *COLUMNS]))
     for name, metrics in rows.items():
         print(f"| {name} | {metrics['n']} | " + " | ".join(f"{metrics[c]:.4f}" for c in COLUMNS) + " |")
 

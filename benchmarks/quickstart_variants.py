@@ -1,6 +1,6 @@
 """Variants of the quickstart config, each trained by train.py and scored the same way, side by side.
 
-    DATA_DIR=... python benchmarks/quickstart_variants.py [--cfg exps/json/quickstart.json] [--epochs N]
+    DATA_DIR=... python -m benchmarks.quickstart_variants [--cfg exps/json/quickstart.json] [--epochs N]
         [--Ntest N] [--seeds S [S ...]] [--outdir DIR] [--variant NAME KEY=VALUE [KEY=VALUE ...]] ...
         [--no_variants] [--sampler NAME KEY=VALUE [KEY=VALUE ...]] ...
 
@@ -26,25 +26,22 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from src.cli import parse_key_value
+from src.config import ConfigError, config_from_dict, from_command_line, load_config
+from src.data import load_data, steps_per_epoch, validation_count
+from src.distributed import default_device
+from src.evaluation import load_model, score_samples
+from src.experiment import build_noise, sample
+from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations
+from benchmarks.runs import train_run
+from benchmarks.seed_spread import mean_spread, table_header
 
-import train  # noqa: E402
-from src.cli import parse_key_value  # noqa: E402
-from src.config import ConfigError, config_from_dict, from_command_line, load_config  # noqa: E402
-from src.data import load_data, steps_per_epoch, validation_count  # noqa: E402
-from src.distributed import default_device  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
-from src.experiment import build_noise, sample  # noqa: E402
-from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
-from src.metrics import function_stats  # noqa: E402
-from seed_spread import mean_spread  # noqa: E402  (beside this script)
+REPO = Path(__file__).resolve().parents[1]
 
 QUICKSTART = REPO / "exps" / "json" / "quickstart.json"
 DEFAULT_VARIANTS = [["previous noise", "sigma_1=2.0", "rbf_scale=0.2"], ["white noise", "white_noise=true"]]
@@ -73,14 +70,13 @@ def sampler_scores(run_dir: Path, samplers: list[tuple[str, dict]], device) -> l
     functions, the last validation's seed), scored against its training split."""
     args = load_config(run_dir / "config.json")
     train, _ = load_data(args, os.environ["DATA_DIR"])
-    train_stats = function_stats(train, args.metric_kind)
     model, _ = load_model(DIFFUSION, args, run_dir / "model.pt", device)
     noise_sampler = build_noise(args, args.data_resolution, device)
     scores = []
     for _, changes in samplers:
         samples = sample(DIFFUSION, model, DIFFUSION.with_sampler(args, changes), noise_sampler, args.Ntest, args.val_batch_size,
                          seed=args.seed + args.epochs, progress=False)
-        scores.append(evaluate_samples(samples, train_stats, train)[0])
+        scores.append(score_samples(samples, train, args.metric_kind))
     return scores
 
 
@@ -130,12 +126,8 @@ def main() -> None:
     for (name, _), args, dirs in zip(rows, configs, run_dirs):
         per_seed = []
         for seed, run_dir in zip(seeds, dirs):
-            run_dir.mkdir(parents=True)
-            cfg = run_dir / "variant.json"
-            cfg.write_text(json.dumps(asdict(args if seed is None else replace(args, seed=seed))))
             started = time.time()
-            if train.main(["--cfg", str(cfg), "--savedir", str(run_dir)]) != 0:
-                sys.exit(f"error: training {name} failed")
+            train_run(args if seed is None else replace(args, seed=seed), run_dir, "variant.json")
             wall = time.time() - started
             last = json.loads((run_dir / "results.json").read_text().splitlines()[-1])
             per_seed.append((wall, last, sampler_scores(run_dir, samplers, device)))
@@ -143,8 +135,7 @@ def main() -> None:
 
     seeds_said = "" if cli.seeds is None else f"; mean +- standard deviation over seeds {cli.seeds}"
     print(f"\nNtest {configs[0].Ntest} samples per row{seeds_said}; run directories in {outdir}\n")
-    print("| variant | changes | sampler | evaluations | steps | wall (s) | " + " | ".join(COLUMNS) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(COLUMNS))
+    print(table_header(["variant", "changes", "sampler", "evaluations", "steps", "wall (s)", *COLUMNS]))
     for (name, changes), args, per_seed in zip(rows, configs, results):
         changed = " ".join(f"{k}={v}" for k, v in changes.items()) or "-"
         wall = statistics.mean(wall for wall, _, _ in per_seed)

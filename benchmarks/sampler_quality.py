@@ -1,6 +1,6 @@
 """Sample quality against network evaluations, for every sampler, side by side in one run.
 
-    DATA_DIR=data/synthetic_volcano python benchmarks/sampler_quality.py --exp_name results/quickstart/<id>
+    DATA_DIR=data/synthetic_volcano python -m benchmarks.sampler_quality --exp_name results/quickstart/<id>
         [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36]
         [--samplers euler heun] [--churns 0 1000] [--rho 2] [--no_langevin_budgets] [--figure PNG]
 
@@ -38,17 +38,16 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 
 from src.config import load_config  # noqa: E402
 from src.data import load_data  # noqa: E402
 from src.distributed import default_device  # noqa: E402
-from src.evaluation import evaluate_samples, load_model  # noqa: E402
+from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
-from src.metrics import circular_stats  # noqa: E402
-from seed_spread import errorbar_line, mean_spread, save_w_total_figure, w_total_figure  # noqa: E402  (beside this script)
+from benchmarks.seed_spread import (errorbar_line, mean_spread, save_w_total_figure, table_header,  # noqa: E402
+                                     w_total_figure)
 
 COLUMNS = ("w_total", "w_var", "w_skew", "w_rough")
 BATCH = 128  # functions sampled at once
@@ -139,7 +138,6 @@ def main() -> None:
     exp_dir, device = Path(cli.exp_name), default_device()
     args = load_config(exp_dir / "config.json")
     train, valid = load_data(args, os.environ["DATA_DIR"])
-    train_stats = circular_stats(train)
     model, state = load_model(DIFFUSION, args, exp_dir / cli.checkpoint, device)
     noise_sampler = build_noise(args, args.data_resolution, device)
 
@@ -153,17 +151,16 @@ def main() -> None:
         table[key], times = [], []
         for seed in cli.seeds:
             samples, elapsed = timed_sample(model, row_args, noise_sampler, cli.n_samples, 1000 + seed, device)
-            table[key].append(evaluate_samples(samples, train_stats, train)[0])
+            table[key].append(score_samples(samples, train, args.metric_kind))
             times.append(elapsed * 64 / cli.n_samples)
         seconds[key] = statistics.median(times)
         print(f"  {family} at {evaluations[key]} evaluations: w_total {mean_spread([m['w_total'] for m in table[key]], 3)}",
               file=sys.stderr, flush=True)
-    held_out = evaluate_samples(valid[:cli.n_samples], train_stats, train)[0]
+    held_out = held_out_floor(valid, train, args.metric_kind, cli.n_samples)
 
     print(f"{exp_dir / cli.checkpoint} (epoch {state['last_epoch'] + 1}), {cli.n_samples} samples per seed, "
           f"seeds {cli.seeds}, {device}; mean +- standard deviation over the seeds, against the training split\n")
-    print("| sampler | evaluations | " + " | ".join(COLUMNS) + " | s / 64 samples |")
-    print("|---|---|" + "---|" * len(COLUMNS) + "---|")
+    print(table_header(["sampler", "evaluations", *COLUMNS, "s / 64 samples"]))
     for key, per_seed in table.items():
         cells = " | ".join(mean_spread([m[c] for m in per_seed], 3) for c in COLUMNS)
         print(f"| {key[0]} | {evaluations[key]} | {cells} | {seconds[key]:.1f} |")

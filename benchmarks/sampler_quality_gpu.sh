@@ -56,5 +56,5 @@ if [ "$status" -ne 0 ] && [ "$status" -ne 124 ]; then  # 124: stopped by the SIG
 fi
 
 # shellcheck disable=SC2086  # the lists are meant to split into arguments
-"$PYTHON" benchmarks/sampler_quality.py --exp_name "$RUN_DIR" --n_samples "$N_SAMPLES" --seeds $SEEDS \
+"$PYTHON" -m benchmarks.sampler_quality --exp_name "$RUN_DIR" --n_samples "$N_SAMPLES" --seeds $SEEDS \
   --budgets $BUDGETS --figure "$RUN_DIR/sampler_quality_gpu.png"

@@ -1,7 +1,13 @@
-"""What the benchmarks that repeat a measurement over seeds share: the table cell of the mean and
-the spread, and the figure's line with error bars."""
+"""What the benchmarks' tables and figures share: a markdown table's header, the cell of the mean
+and the spread over seeds, and the figure's line with error bars."""
 
 import statistics
+
+
+def table_header(names: list[str]) -> str:
+    """The two lines that start a markdown table of these columns: their names, then one ``---``
+    a column (so that the two always have as many columns)."""
+    return "| " + " | ".join(names) + " |\n" + "|" + "---|" * len(names)
 
 
 def mean_spread(values: list, digits: int = 4) -> str:

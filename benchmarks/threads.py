@@ -1,8 +1,8 @@
 """Seconds per training step at 1 and 2 intra-op threads, OpenMP's two wait policies, with and
 without a competing CPU load, side by side in one run; and what the entry points choose here.
 
-    python benchmarks/threads.py            # the quickstart's step: minutes (15 on 2 loaded cores)
-    python benchmarks/threads.py --quick    # the tiny config, 1 step a cell: the table's shape only
+    python -m benchmarks.threads            # the quickstart's step: minutes (15 on 2 loaded cores)
+    python -m benchmarks.threads --quick    # the tiny config, 1 step a cell: the table's shape only
         [--cfg exps/json/<...>.json] [--threads 1 2] [--policies default PASSIVE ACTIVE]
         [--loads none "busy loop" twin] [--warmup 1] [--steps 6] [--cell_seconds 10]
 
@@ -35,10 +35,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from src.threads import available_cpus, choose_threads  # no torch: this process only starts others
 
-from src.threads import available_cpus, choose_threads  # noqa: E402  (no torch: this process only starts others)
+ROOT = Path(__file__).resolve().parents[1]
 
 LOADS = ("none", "busy loop", "twin")
 READY = "ready"
@@ -108,7 +107,7 @@ def environment(threads: int, policy: str) -> dict:
 
 
 def start(cli, threads: int, policy: str, steps: int) -> subprocess.Popen:
-    command = [sys.executable, __file__, "--cell", "--cfg", cli.cfg, "--warmup", str(cli.warmup),
+    command = [sys.executable, "-m", "benchmarks.threads", "--cell", "--cfg", cli.cfg, "--warmup", str(cli.warmup),
                "--steps", str(steps), "--cell_seconds", str(cli.cell_seconds)]
     return subprocess.Popen(command, env=environment(threads, policy), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             text=True, cwd=ROOT)
@@ -187,7 +186,8 @@ def main() -> None:
     print("| OMP_WAIT_POLICY=ACTIVE set in os.environ | CPU seconds of 1 s asleep after a parallel op, 2 threads |")
     print("|---|---|")
     for when in ("before", "after"):
-        seconds = subprocess.run([sys.executable, __file__, "--probe", when], env=environment(2, "default"), cwd=ROOT,
+        seconds = subprocess.run([sys.executable, "-m", "benchmarks.threads", "--probe", when],
+                                 env=environment(2, "default"), cwd=ROOT,
                                  capture_output=True, text=True, check=True).stdout.strip()
         print(f"| {when} `import torch` | {seconds} |", flush=True)
     print(f"\n{Path(cli.cfg).name}: {cli.warmup} warm-up step(s), then {cli.steps} timed steps per cell (fewer past "

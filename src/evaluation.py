@@ -2,8 +2,10 @@
 reading its files, metrics of samples.
 
 eval.py and eval_gano.py (their command line is src/cli.py's) run the modes, and `plot_stats.py`
-reads with these functions; sampling is `src.experiment.sample`, figures `src.plotting`. Nothing
-here reads the environment or argv; paths and values come in as arguments.
+reads with these functions; sampling is `src.experiment.sample`, figures `src.plotting`. The
+benchmarks score samples with the same code: `score_samples` against the training split, and
+`held_out_floor`, the score of the validation split. Nothing here reads the environment or argv;
+paths and values come in as arguments.
 
 Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's file name,
 ``postfix`` is ``""`` at the training resolution and ``"_{factor}x"`` for super-resolution)::
@@ -212,6 +214,31 @@ def evaluate_samples(generated: torch.Tensor, real_stats: dict,
         return validation_metrics(real, real_stats, generated)
     stats = function_stats(generated, kind_of(real_stats))
     return wasserstein_metrics(real_stats, stats), stats
+
+
+def score_samples(samples: torch.Tensor, train: torch.Tensor, kind: str) -> dict:
+    """The metrics of ``samples`` (N, res, res, C) against the training split ``train`` (M, res,
+    res, C) at the same resolution, of the metric ``kind`` (``args.metric_kind``).
+
+    `evaluate_samples` against the training functions and their own statistics: for 'circular'
+    w_var, w_skew, their sum w_total, w_rough, mean_image_l2 and mean_image_phase_l2; for
+    'field' w_mean, w_std, w_marginal, log_spectrum_rms, their sum w_total and mean_image_l2.
+    The numbers training's validation records and eval.py writes (--mode=generate with DATA_DIR,
+    gt_stats.pkl being the training split's statistics; --mode=superres with the split at its
+    resolution), so that a benchmark's row and an evaluation of the same samples agree.
+    """
+    return evaluate_samples(samples, function_stats(train, kind), train)[0]
+
+
+def held_out_floor(valid: torch.Tensor, train: torch.Tensor, kind: str, n: int) -> dict:
+    """`score_samples` of the first ``n`` functions of the validation split ``valid`` (all of
+    them if it holds fewer) against the training split ``train``.
+
+    Real functions that training never saw, scored as a model's n samples are: what a perfect
+    model scores at this sample size (the metrics' sampling error), the floor beside which a
+    model's score reads.
+    """
+    return score_samples(valid[:n], train, kind)
 
 
 def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean: Optional[torch.Tensor],

@@ -18,7 +18,7 @@ N_VALID = validation_count(TINY["ntrain"], TINY["val_size"])
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, tiny_data):
     base = tmp_path_factory.mktemp("variants")
-    (base / "data").symlink_to(tiny_data)  # where run_script's scripts find DATA_DIR
+    (base / "data").symlink_to(tiny_data)  # where run_script's commands find DATA_DIR
     (base / "tiny.json").write_text(json.dumps(TINY))
     return base
 
@@ -27,8 +27,13 @@ def run_script(base, script, *args):
     return run_command([sys.executable, script, *args], data_dir=base / "data")
 
 
+def run_benchmark(base, name, *args):
+    """``python -m benchmarks.<name> args`` from the repository root, as the benchmarks run."""
+    return run_script(base, "-m", f"benchmarks.{name}", *args)
+
+
 def run_variants(base, *args):
-    return run_script(base, "benchmarks/quickstart_variants.py", "--cfg", str(base / "tiny.json"), *args)
+    return run_benchmark(base, "quickstart_variants", "--cfg", str(base / "tiny.json"), *args)
 
 
 def table_rows(stdout):
@@ -109,9 +114,9 @@ def test_quickstart_variants_names_a_bad_variant_before_training(tiny, variant, 
 
 @pytest.mark.slow
 def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(trained_run, tmp_path):
-    result = run_script(trained_run.parent, "benchmarks/quality.py", "--exp_name", str(trained_run),
-                        "--checkpoint", "model.pt", "--Ntest", "8", "--val_batch_size", "8",
-                        "--also_sampler", "epsilon=0.001")
+    result = run_benchmark(trained_run.parent, "quality", "--exp_name", str(trained_run),
+                           "--checkpoint", "model.pt", "--Ntest", "8", "--val_batch_size", "8",
+                           "--also_sampler", "epsilon=0.001")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     last_epoch = len((trained_run / "results.json").read_text().splitlines())
@@ -132,14 +137,14 @@ def test_quality_scores_untrained_checkpoint_sampler_variant_and_held_out_data(t
 
 @pytest.mark.slow
 def test_quality_names_a_bad_sampler_key(trained_run):
-    result = run_script(trained_run.parent, "benchmarks/quality.py", "--exp_name", str(trained_run),
-                        "--also_sampler", "epsilon=-1")
+    result = run_benchmark(trained_run.parent, "quality", "--exp_name", str(trained_run),
+                           "--also_sampler", "epsilon=-1")
     assert result.returncode == 2 and "epsilon" in result.stderr
 
 
 @pytest.mark.slow
 def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
-    result = run_script(tiny, "benchmarks/data_roughness.py", "--n", "8", "--resolution", "32", "128")
+    result = run_benchmark(tiny, "data_roughness", "--n", "8", "--resolution", "32", "128")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     assert [(row[0], row[2]) for row in rows] == [("32", "plain bilinear (original)"), ("32", "multilook"),
@@ -151,7 +156,7 @@ def test_data_roughness_compares_plain_and_multilooked_frames(tiny):
 
 @pytest.mark.slow
 def test_checkpoint_cost_tabulates_the_training_state_and_the_checkpoint(tiny):
-    result = run_script(tiny, "benchmarks/checkpoint_cost.py", "--cfg", "exps/json/debug.json", "--repeats", "1")
+    result = run_benchmark(tiny, "checkpoint_cost", "--cfg", "exps/json/debug.json", "--repeats", "1")
     assert result.returncode == 0, result.stderr
     rows = table_rows(result.stdout)
     assert [row[2] for row in rows] == ["training state alone (no position, RNG or fsync)",
@@ -163,8 +168,8 @@ def test_checkpoint_cost_tabulates_the_training_state_and_the_checkpoint(tiny):
 
 @pytest.mark.slow
 def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tiny):
-    result = run_script(tiny, "benchmarks/distributed_throughput.py", "--cfg", "exps/json/debug.json",
-                        "--steps", "2", "--warmup", "1", "--repeats", "1")
+    result = run_benchmark(tiny, "distributed_throughput", "--cfg", "exps/json/debug.json",
+                           "--steps", "2", "--warmup", "1", "--repeats", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {row[0]: row for row in table_rows(result.stdout)}
     assert set(rows) == {"1 process (reference)", "DDP, world size 1 (gloo)", "1 process, 1 thread",
@@ -177,9 +182,9 @@ def test_distributed_throughput_measures_one_and_two_processes_and_ddp_alone(tin
 @pytest.mark.slow
 def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_path):
     figure = tmp_path / "sampler_quality.png"
-    result = run_script(trained_run.parent, "benchmarks/sampler_quality.py", "--exp_name", str(trained_run),
-                        "--n_samples", "4", "--seeds", "0", "1", "--budgets", "5", "9", "--churns", "0", "1000",
-                        "--figure", str(figure))
+    result = run_benchmark(trained_run.parent, "sampler_quality", "--exp_name", str(trained_run),
+                           "--n_samples", "4", "--seeds", "0", "1", "--budgets", "5", "9", "--churns", "0", "1000",
+                           "--figure", str(figure))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(result.stdout)
     evaluations = TINY["L"] * TINY["T"]
@@ -223,11 +228,11 @@ def test_claims_trains_each_seed_and_scores_every_factor(tiny, tmp_path):
     the known-law dataset is written on the largest factor's grid and scored against its law."""
     outdir, grf_dir, figure = tmp_path / "runs", tmp_path / "grf", tmp_path / "claims.png"
     resize_to = TINY["resolution"]
-    result = run_script(tiny, "benchmarks/claims.py", "--cfg", str(tiny / "tiny.json"), "--seeds", "0", "1",
-                        "--factors", "1", "2", "--resolution", str(resize_to), "--npad", str(TINY["npad"]),
-                        "--epochs", "1", "--n_samples", "6", "--outdir", str(outdir),
-                        "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure),
-                        "--noises", "GRF", "--rbf_scale", "0.3")
+    result = run_benchmark(tiny, "claims", "--cfg", str(tiny / "tiny.json"), "--seeds", "0", "1",
+                           "--factors", "1", "2", "--resolution", str(resize_to), "--npad", str(TINY["npad"]),
+                           "--epochs", "1", "--n_samples", "6", "--outdir", str(outdir),
+                           "--volcano_dir", str(tiny / "data"), "--grf_dir", str(grf_dir), "--figure", str(figure),
+                           "--noises", "GRF", "--rbf_scale", "0.3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((grf_dir / "grf.json").read_text())["resolution"] == 2 * resize_to
     grf_config = json.loads((outdir / "grf-GRF-seed1" / "config.json").read_text())
@@ -251,15 +256,14 @@ def test_claims_trains_each_seed_and_scores_every_factor(tiny, tmp_path):
     assert all(row[-1] == "-" for row in rows[4:] if row[1] == "1")  # the resized data: no exact law
     assert figure.stat().st_size > 0
 
-    again = run_script(tiny, "benchmarks/claims.py", "--outdir", str(outdir))
+    again = run_benchmark(tiny, "claims", "--outdir", str(outdir))
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
 def test_known_law_metrics_of_draws_of_the_law_are_small_and_of_other_data_large():
     """exact_law_metrics: draws of the law itself score near 0 against it (sampling error only);
     the same draws scaled by 2 score far from it."""
-    sys.path.insert(0, "benchmarks")
-    from claims import exact_law_metrics
+    from benchmarks.claims import exact_law_metrics
     from src.synthetic.grf import GRFLaw
 
     law = GRFLaw(resolution=32)
@@ -277,7 +281,7 @@ def test_array_data_writes_each_config_trains_each_seed_and_scores_it_beside_the
     from src.metrics import field_stats
 
     outdir = tmp_path / "runs"
-    result = run_command([sys.executable, "benchmarks/array_data.py", "--quick", "--outdir", outdir])
+    result = run_command([sys.executable, "-m", "benchmarks.array_data", "--quick", "--outdir", outdir])
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {(row[0], row[1]): row for row in table_rows(result.stdout)}
     assert list(rows) == [(dataset, label) for dataset in ("grf", "darcy") for label in ("samples", "held-out data")]
@@ -302,7 +306,7 @@ def test_array_data_writes_each_config_trains_each_seed_and_scores_it_beside_the
     assert rows["darcy", "samples"][-2:] == ["-", "-"]
     assert "sigma_1" in result.stdout and "largest variance" in result.stdout  # the command's reasons, printed
 
-    again = run_command([sys.executable, "benchmarks/array_data.py", "--quick", "--outdir", outdir])
+    again = run_command([sys.executable, "-m", "benchmarks.array_data", "--quick", "--outdir", outdir])
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
@@ -310,8 +314,7 @@ def test_noise_ring_power_of_white_noise_falls_with_the_pixels_and_of_a_resolved
     """noise_ring_power.ring_power: white noise of unit pixel variance spreads over res^2 modes, so
     a ring's mean power falls as 1 / res^2 (16 times from 8 to 32 px); a field whose correlation
     length the grids resolve has the same large-scale power on both."""
-    sys.path.insert(0, "benchmarks")
-    from noise_ring_power import ring_power
+    from benchmarks.noise_ring_power import ring_power
 
     white = [ring_power(res, True, 1.0, 256, [1], seed=0)[0] for res in (8, 32)]
     assert 12 < white[0] / white[1] < 20

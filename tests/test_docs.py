@@ -5,7 +5,9 @@ the targets of org links (``[[file:...]]``, ``[[./...]]``, relative to the page)
 mention of a repository path, in markup or in a command: a path under one of the repository's
 folders (src/, exps/, scripts/, benchmarks/, tests/, docs/, assets/), a config of exps/json/, or
 a script named by its bare name (``train.py``, ``main.sh``, ``test_resume.py``). Paths with
-placeholders (``<id>``, ``$SAVEDIR``, ``*``) are not files and are left alone. No torch here.
+placeholders (``<id>``, ``$SAVEDIR``, ``*``) are not files and are left alone. Every module of the
+repository a command runs with ``python -m`` (``benchmarks.quality``, ``src.synthetic``) must be
+there too. No torch here.
 """
 
 import re
@@ -24,6 +26,7 @@ LINK = re.compile(r"\[\[(?:file:)?([^\]\[]+?)\](?:\[[^\]]*\])?\]")
 SEPARATORS = re.compile(r"[\s=`'\"()\[\]{},;|]+")
 PLACEHOLDER = re.compile(r"[<>$*~^%]")
 SCRIPT = re.compile(r"^[\w.-]+\.(py|sh)$")
+MODULE_RUN = re.compile(r"\s-m\s+([A-Za-z_][\w.<>$*]*)")
 # Files the user makes by following the README (cp env.sh.bak env.sh), not in the repository.
 MADE_BY_THE_USER = {"exps/env.sh", "env.sh"}
 
@@ -48,6 +51,18 @@ def path_mentions(text: str) -> set[str]:
     return mentions
 
 
+def module_mentions(text: str) -> set[str]:
+    """Modules of the repository that ``python -m`` runs in ``text``: those whose top package is
+    one of its folders (not ``venv``, ``pytest``), placeholders (``benchmarks.<name>``) left alone."""
+    return {module.rstrip(".") for module in MODULE_RUN.findall(text)
+            if not PLACEHOLDER.search(module) and (ROOT / module.split(".")[0]).is_dir()}
+
+
+def module_exists(module: str) -> bool:
+    path = ROOT / module.rstrip(".").replace(".", "/")
+    return path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()
+
+
 def exists(mention: str) -> bool:
     if mention in MADE_BY_THE_USER:
         return True
@@ -70,6 +85,12 @@ def test_every_repository_path_a_page_mentions_exists(page):
     assert not missing, f"{page.relative_to(ROOT)} names files that do not exist: {missing}"
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_every_module_a_page_runs_exists(page):
+    missing = sorted(module for module in module_mentions(page.read_text()) if not module_exists(module))
+    assert not missing, f"{page.relative_to(ROOT)} runs modules that do not exist: {missing}"
+
+
 def test_the_checks_find_what_they_are_for():
     """The two checks catch a missing script, config or picture, and skip placeholders and data."""
     text = ("run =tests/test_grf.py= and `benchmarks/quality.py --exp_name <run>`, "
@@ -79,6 +100,10 @@ def test_the_checks_find_what_they_are_for():
                                    "tests/test_docs.py"}
     assert [m for m in sorted(path_mentions(text)) if not exists(m)] == ["json/nope.json", "tests/test_grf.py"]
     assert link_targets(text + " [[https://arxiv.org/abs/1][paper]]") == ["src/nope.py", "./assets/none.png"]
+    commands = ("=python -m benchmarks.quality --Ntest 8=, python -m src.synthetic, python -m benchmarks.nope. "
+                "python -m venv, python -m benchmarks.<name>")
+    assert module_mentions(commands) == {"benchmarks.quality", "src.synthetic", "benchmarks.nope"}
+    assert [m for m in sorted(module_mentions(commands)) if not module_exists(m)] == ["benchmarks.nope"]
 
 
 def test_readme_is_a_short_path():

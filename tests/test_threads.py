@@ -156,8 +156,8 @@ def test_train_py_runs_torch_with_the_threads_and_policy_it_prints(env, threads,
 @pytest.mark.slow
 def test_threads_benchmark_tabulates_every_load_and_column_and_names_the_choice():
     """One cell, beside its twin, to keep it short (four processes start torch, each in seconds)."""
-    result = run_command([sys.executable, "benchmarks/threads.py", "--quick", "--threads", "2", "--policies", "PASSIVE",
-                          "--loads", "twin"])
+    result = run_command([sys.executable, "-m", "benchmarks.threads", "--quick", "--threads", "2", "--policies",
+                          "PASSIVE", "--loads", "twin"])
     assert result.returncode == 0, result.stderr[-3000:]
     # The tests' environment sets OMP_NUM_THREADS=1: the entry points would take it, with their policy.
     assert (f"would choose here 1 intra-op thread (OMP_NUM_THREADS=1 in the environment) with "
