@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,32 @@ def tiny_data(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_data")
     write_dataset(folder, TINY["ntrain"], seed=0)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_data) -> Path:
+    """A finished train.py run of the tiny config on `tiny_data`, trained once for the whole
+    session: once for all pytest-xdist workers, under a file lock in their shared temporary
+    folder. Shared, so read-only: a test that writes into a run works on a copy (`copy_run`)."""
+    from filelock import FileLock  # a dependency of torch's
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # basetemp/popen-gw<N> is the worker's own; its parent is the session's
+    run_dir = shared / "tiny_run"
+    with FileLock(str(shared / "tiny_run.lock")):
+        if not (run_dir / "model.w_total.pt").is_file():
+            (shared / "tiny_run.json").write_text(json.dumps(TINY))
+            result = run_command([sys.executable, ROOT / "train.py", "--cfg", shared / "tiny_run.json",
+                                  "--savedir", run_dir], data_dir=tiny_data)
+            assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def copy_run(run_dir: Path, destination: Path) -> Path:
+    """A copy of the run ``run_dir`` at ``destination`` (made with its parents), for a test to write into."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(run_dir, destination))
 
 
 @pytest.fixture(autouse=True)

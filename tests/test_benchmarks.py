@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import eval as eval_script
-from conftest import TINY, run_command
+from conftest import TINY, copy_run, run_command
 from src.config import load_config
 from src.data import load_data, validation_count
 from src.metrics import circular_stats, wasserstein_metrics
@@ -43,11 +43,9 @@ def table_rows(stdout):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tiny):
-    run_dir = tiny / "trained"
-    result = run_script(tiny, "train.py", "--cfg", str(tiny / "tiny.json"), "--savedir", str(run_dir))
-    assert result.returncode == 0, result.stderr
-    return run_dir
+def trained_run(tiny, tiny_run):
+    """The session's tiny run, copied beside this module's data (the benchmarks find DATA_DIR there)."""
+    return copy_run(tiny_run, tiny / "trained")
 
 
 @pytest.mark.slow
