@@ -38,7 +38,7 @@ from src.config import ConfigError, load_config
 from src.data import load_data
 from src.distributed import DistributedError, World, default_device
 from src.errors import KnownError
-from src.evaluation import Request, check_experiment, generate, plot, superres
+from src.evaluation import Request, check_experiment, experiment_config, generate, plot, superres, written_by_original
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 # The exit status of a run stopped by a signal outside Slurm: sysexits' EX_TEMPFAIL, "try again
@@ -257,7 +257,8 @@ def evaluate(method: str, argv=None, description=None) -> int:
                       factor=cli.factor)
     try:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
-        args = chosen.with_sampler(load_config(exp_dir / "config.json", method), dict(cli.sampler))
+        original = written_by_original(exp_dir, cli.checkpoint)
+        args = chosen.with_sampler(experiment_config(exp_dir, method, original), dict(cli.sampler))
         if cli.mode == "plot":
             written = plot(args, exp_dir, savedir, outputs_of)
         else:
