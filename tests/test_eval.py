@@ -22,7 +22,7 @@ from scipy.stats import wasserstein_distance
 
 import eval as eval_script
 import plot_stats
-from conftest import ROOT, TINY, run_command, snapshot
+from conftest import ROOT, TINY, launcher_copy, run_command, snapshot
 from src.data import validation_count
 from src.evaluation import EvaluationError, find_sample_factors, read_stats, samples_name
 from src.files import atomic_paths, write_outputs
@@ -330,19 +330,8 @@ def test_plot_without_samples_says_what_to_run(experiment, tmp_path, capsys):
 
 @pytest.fixture
 def repository_copy(tmp_path):
-    """exps/launch_eval.{py,sh} copied into a tree like the repository's, so that a developer's
-    own exps/env.sh does not leak in; eval.py and src/ are links, .venv/bin/python runs this Python."""
-    repo = tmp_path / "repo"
-    (repo / "exps").mkdir(parents=True)
-    for name in ("launch_eval.py", "launch_eval.sh"):
-        shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
-    for name in ("eval.py", "eval_gano.py", "src"):
-        (repo / name).symlink_to(ROOT / name)
-    python = repo / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
-    return repo
+    """exps/launch_eval.{py,sh} in a tree like the repository's (see `conftest.launcher_copy`)."""
+    return launcher_copy(tmp_path / "repo")
 
 
 def test_launcher_runs_eval_on_savedir_experiment(experiment, repository_copy, tmp_path):
