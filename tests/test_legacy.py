@@ -306,3 +306,12 @@ def test_plot_stats_and_fast_samplers_on_the_original_directory(launched, tmp_pa
     metrics = json.loads((savedir / f"metrics.{CHECKPOINT}.sampler=euler.sampler_steps=4.json").read_text())
     assert metrics["network_evaluations"] == 4 and np.isfinite(metrics["w_total"])
     assert snapshot(exp_dir) == launched["before"]
+
+
+def test_gpu_check_script_tabulates_each_case_on_the_cpu():
+    result = run_command([sys.executable, ROOT / "benchmarks" / "legacy_gpu.py", "--devices", "cpu"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| cpu ")]
+    assert [row[1].strip() for row in rows] == ["weights", "ema", "superres 2x (ema)"]
+    for row in rows:
+        assert float(row[2]) <= TOLERANCE and float(row[3]) == 0.0 and row[4].strip() == "yes"
