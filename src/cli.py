@@ -147,6 +147,14 @@ def resume(method: str, argv=None, description=None) -> int:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dir", type=Path, help="the run directory, which holds config.json and model.pt")
     exp_dir = parser.parse_args(argv).exp_dir
+    try:
+        if written_by_original(exp_dir, "model.pt"):
+            print(f"error: {exp_dir} was written by the original code: its checkpoints evaluate "
+                  f"({methods.entry(method).eval}, launch_eval.py) but cannot be trained on here, since they hold no "
+                  "optimizer state and its network is not this project's", file=sys.stderr)
+            return 2
+    except KnownError as error:
+        return refuse(error)
     for name, why in (("config.json", "not a run directory"),
                       ("model.pt", f"nothing to resume: {methods.entry(method).train} starts a run")):
         if not (exp_dir / name).is_file():

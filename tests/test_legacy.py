@@ -21,6 +21,7 @@ import torch
 
 import eval as eval_script
 import plot_stats
+import resume as resume_script
 from conftest import ROOT, launcher_copy, run_command, snapshot
 from src import methods
 from src.checkpoint import CheckpointError, load_checkpoint, load_sampling_checkpoint, read_checkpoint
@@ -150,9 +151,16 @@ def test_original_checkpoint_without_last_epoch(tmp_path):
     assert isinstance(network, LegacyUNO)
 
 
-def test_training_on_from_an_original_checkpoint_is_refused_saying_why():
+def test_training_on_from_an_original_checkpoint_is_refused_saying_why(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="written by the original code.*no optimizer state"):
         load_checkpoint(RUN / CHECKPOINT, "cpu", "sbgm")
+    exp_dir = copy_run(tmp_path / "run")
+    shutil.copy2(exp_dir / CHECKPOINT, exp_dir / "model.pt")  # the original's latest checkpoint, same format
+    (exp_dir / "config.json").write_text(json.dumps({**json.loads((RUN / "config.json").read_text()),
+                                                     "resolution": None}))
+    before = snapshot(exp_dir)
+    assert resume_script.main([str(exp_dir)]) == 2
+    assert "written by the original code" in capsys.readouterr().err and snapshot(exp_dir) == before
 
 
 class Payload:
