@@ -147,12 +147,19 @@ def read_checkpoint(path: Path, device, mmap: bool = False) -> dict:
         with torch.serialization.safe_globals(NUMPY_SCALAR_GLOBALS):
             state = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as error:  # unpickling errors come in many types
-        reason = str(error).strip().splitlines()
-        raise CheckpointError(f"{path} is not a readable checkpoint: {reason[-1] if reason else type(error).__name__}"
-                              ) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint: {load_failure(error)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a checkpoint (a {type(state).__name__}, not a dict)")
     return state
+
+
+def load_failure(error: Exception) -> str:
+    """What `torch.load` says about a file in one line: its weights-only errors are paragraphs
+    of advice around the unpickler's own words."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    return " ".join(text.split()) or type(error).__name__
 
 
 def is_original(state: dict) -> bool:
