@@ -7,7 +7,7 @@ Why: every spectral convolution of the original hands ``irfft2`` a column 0 that
 Hermitian symmetric. The CPU's result is fixed, and is what the fixture's reference holds; cuFFT's
 handling of such input has varied between devices and torch versions (pytorch/pytorch issues
 104867 and 154496), and changing that convention moves the output by about 4e-4 relative
-(../shared/legacy/README.md). So a published checkpoint sampled on a GPU may not be the function
+(measured when the fixture was made). So a published checkpoint sampled on a GPU may not be the function
 the original computed on one, nor the one it computes here on the CPU.
 
 For each device and case (the raw weights, the EMA weights, the EMA at 2x super-resolution) of

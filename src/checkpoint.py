@@ -20,7 +20,7 @@ that exact resumption needs of randomness; ``rng`` keeps the global states for c
 draws from them. Writes are atomic (see `src.files`), so a job killed while saving never
 leaves a truncated checkpoint behind.
 
-The original code's checkpoints (its train.py; ../shared/legacy/README.md) hold ``weights``,
+The original code's checkpoints (its train.py) hold ``weights``,
 ``ema_helper`` (the EMA, a dict of the same names), ``metrics`` as ``{name: {"best": value}}``
 with numpy scalars among the values, and ``last_epoch`` (not in the oldest), and no ``method``
 nor optimizer state. `load_sampling_checkpoint` reads them, for evaluation only, as the keys of

@@ -3,10 +3,13 @@ neuraloperator's 2023 layers, commit 8a0f526), with its parameter names, so that
 experiment directory the original code wrote load strictly and give the original's outputs.
 
 It is used only for such directories (src/evaluation.py, `load_experiment`); every new run
-trains `src.score_network.UNOScoreNetwork`, a different function (../shared/legacy/README.md
-and README.org, /Reproducing evaluation/, say how they differ). Plain torch, on purpose: the
-spectral layers of neuraloperator and tensorly-torch changed their conventions between
-releases, and this network must compute what the 2023 ones did.
+trains `src.score_network.UNOScoreNetwork`, a different function (it resamples bilinearly
+before each spectral convolution instead of cropping in ``irfft2``, takes its modes from the
+output side, adds a channel MLP to every block and projects the last block's output alone), so
+no renaming of keys could load these weights into it. Plain torch, on purpose: the spectral
+layers of neuraloperator and tensorly-torch changed their conventions between releases, and
+this network must compute what the 2023 ones did (tests/test_legacy.py checks it against the
+original code's own outputs).
 
 Shape, with ``p = res + npad`` the padded side at the training resolution (``res`` the side of
 the data); the block sides are fixed at construction as the original's are, and a block maps

@@ -1,9 +1,11 @@
 """Tests of the experiment directories the original code wrote (its published checkpoints).
 
-tests/fixtures/legacy/ is a small run written by the original code itself (its own train.run()
-on its pinned neuraloperator, on the CPU; ../shared/legacy/README.md): ``run/`` (config.json,
-model.w_total.pt, gt_stats.pkl) and ``reference_outputs.pt``, the original network's outputs
-on fixed inputs, block by block. The tests check src/legacy_uno.py against those outputs, the
+tests/fixtures/legacy/ is a small run written by the original code itself: its own train.run()
+(neuraloperator/DiffusionOperators 589f525 on neuraloperator 8a0f526, tensorly 0.8.1,
+tensorly-torch 0.4.0, torch 2.13 on the CPU, seeded), the paper's rbf-copied.json with
+d_co_domain 8, resolution 32, npad 4 and 2 epochs, on 40 synthetic phase maps: ``run/``
+(config.json, model.w_total.pt, results.json, gt_stats.pkl) and ``reference_outputs.pt``, the
+original network's outputs on fixed inputs (raw weights, EMA, 2x), block by block. The tests check src/legacy_uno.py against those outputs, the
 reading of the original's checkpoints and config.json, and the original README's evaluation
 commands on that directory, which must stay unchanged.
 """
@@ -33,7 +35,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "legacy"
 RUN = FIXTURE / "run"
 CHECKPOINT = "model.w_total.pt"
 # max |ours - original| / max |original|: what holds against the original's own outputs
-# (../shared/legacy/README.md; about 2e-7 measured, round-off of another contraction order).
+# (about 3e-7 measured: the round-off of another order of the Tucker contraction).
 TOLERANCE = 1e-6
 EXPERIMENT = "tmp2000_rbf_pred-noise-b_repeat/3307092"  # the original README's name for its RBF run
 # A cheap sampler for the launcher runs (the fixture's own makes 500 levels x 3 steps: minutes).
