@@ -23,11 +23,13 @@ from scipy.stats import wasserstein_distance
 import eval as eval_script
 import plot_stats
 from conftest import ROOT, TINY, launcher_copy, run_command, snapshot
+from src.config import load_config
 from src.data import validation_count
-from src.evaluation import EvaluationError, find_sample_factors, read_stats, samples_name
+from src.evaluation import EvaluationError, find_sample_factors, load_experiment, read_stats, samples_name
 from src.files import atomic_paths, write_outputs
 from src.metrics import circular_stats
 from src.plotting import GRID_PRESETS, page_indices
+from src.score_network import UNOScoreNetwork
 
 CHECKPOINT = "model.w_total.pt"
 N_SAMPLES = 10
@@ -245,6 +247,20 @@ def test_bad_sampler_flags_are_refused_naming_the_key(experiment, tmp_path, caps
 
 # ---------------------------------------------------------------------------
 # Errors
+
+def test_load_experiment_gives_the_score_network_and_config_of_a_run_of_ours(experiment):
+    exp_dir, _ = experiment
+    network, args = load_experiment(exp_dir, CHECKPOINT, device="cpu")
+    assert isinstance(network, UNOScoreNetwork) and not network.training
+    assert args == load_config(exp_dir / "config.json")
+    state = torch.load(exp_dir / CHECKPOINT, weights_only=True)
+    x, sigma = torch.randn(3, RES, RES, 2), torch.tensor([0.01, 0.1, 1.0])
+    with torch.no_grad():
+        score = network(x, sigma)
+        raw, _ = load_experiment(exp_dir, CHECKPOINT, use_ema=False)
+        assert score.shape == x.shape and not torch.allclose(raw(x, sigma), score)  # the EMA samples
+    assert all(torch.equal(value, state["ema"][name]) for name, value in network.state_dict().items())
+
 
 def test_missing_checkpoint_lists_the_existing_ones(experiment, tmp_path):
     exp_dir, data_dir = experiment
