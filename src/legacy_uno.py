@@ -66,10 +66,19 @@ class TuckerWeight(nn.Module):
         self.factors = nn.ParameterDict({f"factor_{k}": nn.Parameter(torch.randn(n, r, 2) / np.sqrt(r))
                                          for k, (n, r) in enumerate(zip(shape, ranks))})
 
-    def dense(self) -> torch.Tensor:
-        """The complex tensor (C_in, C_out, h, h)."""
-        a, b, c, d = (torch.view_as_complex(self.factors[f"factor_{k}"]) for k in range(4))
-        return torch.einsum("ijkl,ai,bj,ck,dl->abcd", torch.view_as_complex(self.core), a, b, c, d)
+    def contract(self, x: torch.Tensor) -> torch.Tensor:
+        """sum_i x[n, i, u, v] W[i, o, u, v] for complex x (batch, C_in, h, h): (batch, C_out, h, h).
+
+        Through the factors, never the dense W, whose size (C_in C_out h^2) reaches GBs in the
+        paper's network: project the input channels onto the core's, apply the core at each
+        mode (u, v), expand to the output channels.
+        """
+        core = torch.view_as_complex(self.core)
+        to_core, from_core, rows, cols = (torch.view_as_complex(self.factors[f"factor_{k}"]) for k in range(4))
+        core_at_modes = torch.einsum("abcd,uc,vd->abuv", core, rows, cols)
+        x = torch.einsum("niuv,ia->nauv", x, to_core)
+        x = torch.einsum("nauv,abuv->nbuv", x, core_at_modes)
+        return torch.einsum("nbuv,ob->nouv", x, from_core)
 
 
 class SpectralConvolution(nn.Module):
@@ -87,9 +96,9 @@ class SpectralConvolution(nn.Module):
         spectrum = torch.fft.rfft2(x.float(), norm="forward")
         out = torch.zeros(x.shape[0], self.bias.shape[1], x.shape[-2], x.shape[-1] // 2 + 1,
                           dtype=torch.cfloat, device=x.device)
-        first, last = (weight.dense() for weight in self.weight)
-        out[:, :, :h, :h] = torch.einsum("bixy,ioxy->boxy", spectrum[:, :, :h, :h], first)
-        out[:, :, -h:, :h] = torch.einsum("bixy,ioxy->boxy", spectrum[:, :, -h:, :h], last)
+        first, last = self.weight
+        out[:, :, :h, :h] = first.contract(spectrum[:, :, :h, :h])
+        out[:, :, -h:, :h] = last.contract(spectrum[:, :, -h:, :h])
         return torch.fft.irfft2(out, s=(out_side, out_side), norm="forward") + self.bias
 
 

@@ -35,7 +35,7 @@ FIXTURE = ROOT / "tests" / "fixtures" / "legacy"
 RUN = FIXTURE / "run"
 CHECKPOINT = "model.w_total.pt"
 # max |ours - original| / max |original|: what holds against the original's own outputs
-# (about 3e-7 measured: the round-off of another order of the Tucker contraction).
+# (at most 3.3e-7 measured: the round-off of another order of the Tucker contraction).
 TOLERANCE = 1e-6
 EXPERIMENT = "tmp2000_rbf_pred-noise-b_repeat/3307092"  # the original README's name for its RBF run
 # A cheap sampler for the launcher runs (the fixture's own makes 500 levels x 3 steps: minutes).
@@ -105,6 +105,15 @@ def test_every_block_computes_the_originals_intermediates(reference, use_ema):
     for name, value in expected.items():
         assert got[name].shape == value.shape, name
         assert relative_difference(got[name], value) <= TOLERANCE, name
+
+
+@pytest.mark.parametrize("resolution, npad", [(128, 8), (64, 4)])  # the paper's 120 px and 60 px runs
+@pytest.mark.parametrize("factor", [1, 2])
+def test_legacy_network_runs_on_the_papers_grids_and_twice_as_fine(resolution, npad, factor):
+    network = LegacyUNO(res=resolution - npad, npad=npad, d_co_domain=2, mult_dims=[1, 2, 4, 4], fmult=0.5, rank=0.1)
+    x = torch.randn(1, factor * (resolution - npad), factor * (resolution - npad), 2)
+    with torch.no_grad():
+        assert network(x, torch.ones(1)).shape == x.shape
 
 
 def test_tucker_ranks_are_those_of_the_originals_weights():
