@@ -5,9 +5,10 @@ tests/fixtures/legacy/ is a small run written by the original code itself: its o
 tensorly-torch 0.4.0, torch 2.13 on the CPU, seeded), the paper's rbf-copied.json with
 d_co_domain 8, resolution 32, npad 4 and 2 epochs, on 40 synthetic phase maps: ``run/``
 (config.json, model.w_total.pt, results.json, gt_stats.pkl) and ``reference_outputs.pt``, the
-original network's outputs on fixed inputs (raw weights, EMA, 2x), block by block. The tests check src/legacy_uno.py against those outputs, the
-reading of the original's checkpoints and config.json, and the original README's evaluation
-commands on that directory, which must stay unchanged.
+original network's outputs on fixed inputs (raw weights, EMA, 2x), block by block. The tests
+check src/legacy_uno.py against those outputs, the reading of the original's checkpoints and
+config.json, and the original README's evaluation commands on that directory, which must stay
+unchanged.
 """
 
 import json
@@ -50,6 +51,33 @@ def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
 @pytest.fixture(scope="module")
 def reference() -> dict:
     return torch.load(FIXTURE / "reference_outputs.pt", weights_only=True)
+
+
+class Payload:
+    """An object whose unpickling would create a file: what a checkpoint must never do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def copy_run(exp_dir):
+    """A copy of the fixture's run at ``exp_dir``, to change or to write beside."""
+    shutil.copytree(RUN, exp_dir)
+    return exp_dir
+
+
+def refused(exp_dir, tmp_path, capsys) -> str:
+    """eval.py --mode=generate on ``exp_dir``: it must exit 2 and write nothing; its stderr."""
+    savedir = tmp_path / "eval"
+    before = snapshot(exp_dir)
+    status = eval_script.main([f"--exp_name={exp_dir}", f"--savedir={savedir}", "--mode=generate", "--Ntest=2",
+                               "--val_batch_size=2"])
+    assert status == 2
+    assert not savedir.exists() and snapshot(exp_dir) == before
+    return capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------
@@ -172,32 +200,6 @@ def test_training_on_from_an_original_checkpoint_is_refused_saying_why(tmp_path,
     before = snapshot(exp_dir)
     assert resume_script.main([str(exp_dir)]) == 2
     assert "written by the original code" in capsys.readouterr().err and snapshot(exp_dir) == before
-
-
-class Payload:
-    """An object whose unpickling would create a file: what a checkpoint must never do."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return pathlib.Path.touch, (pathlib.Path(self.marker),)
-
-
-def copy_run(exp_dir):
-    shutil.copytree(RUN, exp_dir)
-    return exp_dir
-
-
-def refused(exp_dir, tmp_path, capsys, *extra) -> str:
-    """eval.py --mode=generate on ``exp_dir``: it must exit 2 and write nothing; its stderr."""
-    savedir = tmp_path / "eval"
-    before = snapshot(exp_dir)
-    status = eval_script.main([f"--exp_name={exp_dir}", f"--savedir={savedir}", "--mode=generate", "--Ntest=2",
-                               "--val_batch_size=2", *extra])
-    assert status == 2
-    assert not savedir.exists() and snapshot(exp_dir) == before
-    return capsys.readouterr().err
 
 
 def test_checkpoint_needing_another_global_is_refused_naming_it(tmp_path, capsys):
