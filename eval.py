@@ -33,6 +33,11 @@ are then named after the change, <ckpt>.sampler=heun.sampler_steps=10 for <ckpt>
 overwrite the config's; pass the same flags to --mode=plot. metrics*.json records the sampler
 keys used and the network evaluations per sample.
 
+The experiment directories the original code wrote (its published checkpoints, e.g.
+tmp2000_rbf_pred-noise-b_repeat/3307092) evaluate the same way, with the original's network and
+config (README.org, Reproducing evaluation); the network comes from
+`src.evaluation.load_experiment` for both kinds.
+
 The experiment directory is only read; everything is written into --savedir, each file
 atomically (a temporary file, then a rename), so a failed run leaves earlier results whole.
 Runs on CUDA when present, else on the CPU. The modes are src/evaluation.py's, the command line

@@ -38,7 +38,7 @@ from src.config import ConfigError, load_config
 from src.data import load_data
 from src.distributed import DistributedError, World, default_device
 from src.errors import KnownError
-from src.evaluation import Request, check_experiment, generate, plot, superres
+from src.evaluation import Request, check_experiment, experiment_config, generate, plot, superres, written_by_original
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 # The exit status of a run stopped by a signal outside Slurm: sysexits' EX_TEMPFAIL, "try again
@@ -147,6 +147,14 @@ def resume(method: str, argv=None, description=None) -> int:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dir", type=Path, help="the run directory, which holds config.json and model.pt")
     exp_dir = parser.parse_args(argv).exp_dir
+    try:
+        if written_by_original(exp_dir, "model.pt"):
+            print(f"error: {exp_dir} was written by the original code: its checkpoints evaluate "
+                  f"({methods.entry(method).eval}, launch_eval.py) but cannot be trained on here, since they hold no "
+                  "optimizer state and its network is not this project's", file=sys.stderr)
+            return 2
+    except KnownError as error:
+        return refuse(error)
     for name, why in (("config.json", "not a run directory"),
                       ("model.pt", f"nothing to resume: {methods.entry(method).train} starts a run")):
         if not (exp_dir / name).is_file():
@@ -257,7 +265,8 @@ def evaluate(method: str, argv=None, description=None) -> int:
                       factor=cli.factor)
     try:
         check_experiment(exp_dir, None if cli.mode == "plot" else cli.checkpoint)
-        args = chosen.with_sampler(load_config(exp_dir / "config.json", method), dict(cli.sampler))
+        original = written_by_original(exp_dir, cli.checkpoint)
+        args = chosen.with_sampler(experiment_config(exp_dir, method, original), dict(cli.sampler))
         if cli.mode == "plot":
             written = plot(args, exp_dir, savedir, outputs_of)
         else:

@@ -13,6 +13,11 @@ as ``"epoch"``), a value of the wrong type or an impossible value stops with a
 a number in quotes (``"rbf_scale": "0.1"``), which OmegaConf would convert, is refused; an integer
 where a float belongs is a float. Values typed on a command line (``KEY=VALUE``) are read as JSON
 first (`from_command_line`).
+
+An experiment directory the original code wrote has its own ``config.json``: the original's 29
+keys (``json.dumps(asdict(args))``), ``"resolution": null`` meaning 128, none of the keys the
+original lacked. `load_original_config` reads it as a config of this project, those keys at
+the original's values (``ORIGINAL_VALUES`` and the method's ``original_values``).
 """
 
 import json
@@ -33,6 +38,17 @@ from src.noise import GANO_KERNEL, NOISE_KERNELS, NOISE_METHODS
 DATA_FORMATS = (None, "volcano", "array")
 VOLCANO_CHANNELS = 2  # (cos, sin) of the phase
 LR_SCHEDULES = ("constant", "cosine")
+
+# The keys of the original code's config.json (its `Arguments`), and what its null resolution meant.
+ORIGINAL_CONFIG_KEYS = ("batch_size", "val_batch_size", "epochs", "val_size", "record_interval", "white_noise",
+                        "augment", "schedule", "resolution", "npad", "epsilon", "sigma_1", "sigma_L", "T", "L",
+                        "rbf_scale", "rbf_eps", "factorization", "num_freqs_input", "scale_factor", "d_co_domain",
+                        "mult_dims", "fmult", "rank", "groups", "lr", "Ntest", "num_workers", "ema_rate")
+ORIGINAL_RESOLUTION = 128
+# Keys shared by both methods that the original lacks, at what its runs did: Volcano's phases
+# resized bilinearly, its "RBF" noise (our exponential kernel), a constant learning rate.
+ORIGINAL_VALUES = {"data_format": "volcano", "channels": VOLCANO_CHANNELS, "multilook": False,
+                   "noise_kernel": "exponential", "lr_schedule": "constant"}
 
 
 class ConfigError(KnownError, ValueError):
@@ -272,6 +288,10 @@ def config_from_dict(values: dict, source: str = "config", method: str = "sbgm")
 def load_config(path: str | Path, method: str = "sbgm") -> CommonArguments:
     """Read a JSON config file and type-check it as ``method``'s (see `config_from_dict`)."""
     path = Path(path)
+    return config_from_dict(_read_json_object(path), source=str(path), method=method)
+
+
+def _read_json_object(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -280,4 +300,18 @@ def load_config(path: str | Path, method: str = "sbgm") -> CommonArguments:
         raise ConfigError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a JSON object of config keys, not {type(values).__name__}")
-    return config_from_dict(values, source=str(path), method=method)
+    return values
+
+
+def load_original_config(path: str | Path, method: str = "sbgm") -> CommonArguments:
+    """Read the config.json of an experiment directory the original code wrote as ``method``'s
+    config (see the module docstring). A key the original did not have is refused, named."""
+    values = _read_json_object(Path(path))
+    unknown = [key for key in values if key not in ORIGINAL_CONFIG_KEYS]
+    if unknown:
+        raise ConfigError(f"{path}: config key '{unknown[0]}' is not one of the original code's, whose checkpoints "
+                          f"this directory holds; its config.json has only {', '.join(ORIGINAL_CONFIG_KEYS)}")
+    if "resolution" in values and values["resolution"] is None:
+        values["resolution"] = ORIGINAL_RESOLUTION
+    pinned = {**ORIGINAL_VALUES, **methods.get(method).original_values}
+    return config_from_dict({**pinned, **values}, source=str(path), method=method)

@@ -18,6 +18,11 @@ Files of an evaluation, all in its ``savedir`` (``ckpt`` is the checkpoint's fil
     gt_stats_{factor}x.pkl        ground-truth statistics at factor x the training resolution
 
 The ground truth at the training resolution is the experiment's own ``gt_stats.pkl``.
+
+An experiment directory is this project's or one the original code wrote (its published
+checkpoints), told apart by its checkpoint (`src.checkpoint.is_original`); the modes read both
+alike, the original's with the original's network and config (`load_experiment`, the one
+public entry point to a trained model, returns either).
 """
 
 import math
@@ -30,8 +35,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from src.checkpoint import load_checkpoint, model_weights
-from src.config import CommonArguments
+from src import methods
+from src.checkpoint import is_original, load_sampling_checkpoint, model_weights, read_checkpoint
+from src.config import CommonArguments, load_config, load_original_config
 from src.data import load_data, native_side
 from src.errors import KnownError
 from src.experiment import Method, build_noise, sample
@@ -138,6 +144,23 @@ def check_experiment(exp_dir: Path, checkpoint: Optional[str] = None) -> None:
         raise EvaluationError(f"checkpoint {exp_dir / checkpoint} not found; {listing}")
 
 
+def written_by_original(exp_dir: Path, checkpoint: Optional[str] = None) -> bool:
+    """Whether the original code wrote ``exp_dir``, as its checkpoint says: ``checkpoint``, or,
+    where that is not there (--mode=plot needs none), the first of the directory's."""
+    exp_dir = Path(exp_dir)
+    names = ([checkpoint] if checkpoint else []) + list_checkpoints(exp_dir)
+    for name in names:
+        if (exp_dir / name).is_file():
+            return is_original(read_checkpoint(exp_dir / name, "cpu", mmap=True))  # mapped: nothing read twice
+    return False
+
+
+def experiment_config(exp_dir: Path, method: str, original: bool) -> CommonArguments:
+    """The config.json of ``exp_dir`` as ``method``'s config; read as the original code's
+    (`src.config.load_original_config`) if ``original``, the original wrote the directory."""
+    return (load_original_config if original else load_config)(Path(exp_dir) / "config.json", method)
+
+
 def read_pickle(path: Path, keys: Sequence[str] = ()):
     """Unpickle ``path``; `EvaluationError` if it is missing, unreadable or lacks ``keys``."""
     path = Path(path)
@@ -184,22 +207,69 @@ def same_stats(a: dict, b: dict) -> bool:
 # ---------------------------------------------------------------------------
 # The model and its samples
 
-def load_model(method: Method, args: CommonArguments, checkpoint_path: Path, device) -> tuple[torch.nn.Module, dict]:
-    """The experiment's sampling network (the score network, GANO's generator) with the
-    checkpoint's EMA weights (raw weights if it has none).
+def load_experiment(exp_dir: str | Path, checkpoint: str = "model.w_total.pt", device="cpu",
+                    use_ema: bool = True) -> tuple[torch.nn.Module, CommonArguments]:
+    """The trained network of an experiment directory, this project's or the original code's,
+    and its config: the entry point for notebooks and scripts, and what eval.py samples.
+
+    Parameters
+    ----------
+    exp_dir : the experiment directory (it holds config.json and ``checkpoint``)
+    checkpoint : the checkpoint file in it
+    device : where the network goes
+    use_ema : the checkpoint's EMA weights when it has them (what evaluation samples), else its raw ones
 
     Returns
     -------
-    (model, state): the model in eval mode on ``device``, and the checkpoint dict.
+    (network, config): the network in eval mode on ``device`` and the experiment's config
+    dataclass. A diffusion operator's network (``UNOScoreNetwork``, or ``LegacyUNO`` for the
+    original's directories) is called as every score network here, ``network(x, sigma)`` with
+    ``x`` (batch, res, res, channels) and ``sigma`` the noise variances (batch,), and returns
+    the score, shaped as ``x``; GANO's is its generator, ``network(z)``.
     """
-    state = load_checkpoint(checkpoint_path, device, method.name)  # CheckpointError: not this method's
-    model = method.build_model(args)
+    network, args, _ = load_trained(exp_dir, checkpoint, device, use_ema)
+    return network, args
+
+
+def load_trained(exp_dir: str | Path, checkpoint: str, device, use_ema: bool = True,
+                 method: Optional[str] = None) -> tuple[torch.nn.Module, CommonArguments, dict]:
+    """`load_experiment`'s network and config, and the checkpoint as
+    `src.checkpoint.load_sampling_checkpoint` reads it (its epoch, whether it has an EMA, ...);
+    ``method``, if given, must be the checkpoint's."""
+    exp_dir = Path(exp_dir)
+    check_experiment(exp_dir, checkpoint)
+    state = load_sampling_checkpoint(exp_dir / checkpoint, device, method)
+    chosen = methods.get(state["method"])
+    args = experiment_config(exp_dir, chosen.name, state["original"])
+    return network_of(chosen, args, state, exp_dir / checkpoint, device, use_ema), args, state
+
+
+def load_model(method: Method, args: CommonArguments, checkpoint_path: Path, device,
+               use_ema: bool = True) -> tuple[torch.nn.Module, dict]:
+    """The experiment's sampling network (the score network, GANO's generator) with the
+    checkpoint's EMA weights (raw weights if it has none, or without ``use_ema``); the
+    original's network for a checkpoint the original code wrote.
+
+    Returns
+    -------
+    (model, state): the model in eval mode on ``device``, and the checkpoint as
+    `src.checkpoint.load_sampling_checkpoint` reads it.
+    """
+    state = load_sampling_checkpoint(checkpoint_path, device, method.name)  # CheckpointError: not this method's
+    return network_of(method, args, state, checkpoint_path, device, use_ema), state
+
+
+def network_of(method: Method, args: CommonArguments, state: dict, checkpoint_path: Path, device,
+               use_ema: bool) -> torch.nn.Module:
+    """``method``'s network for ``args`` (the original's for an original checkpoint) with the
+    weights of ``state``, loaded strictly."""
+    model = method.build_original_model(args) if state["original"] else method.build_model(args)
     try:
-        model.load_state_dict(model_weights(state))
+        model.load_state_dict(model_weights(state, use_ema))
     except RuntimeError as error:
         raise EvaluationError(f"{checkpoint_path} does not fit the experiment's config.json: "
                               f"{str(error).splitlines()[0]}") from None
-    return model.to(device).eval(), state
+    return model.to(device).eval()
 
 
 def evaluate_samples(generated: torch.Tensor, real_stats: dict,
@@ -242,7 +312,7 @@ def held_out_floor(valid: torch.Tensor, train: torch.Tensor, kind: str, n: int) 
 
 
 def samples_record(samples: torch.Tensor, stats: dict, metrics: dict, data_mean: Optional[torch.Tensor],
-                   checkpoint: str, epoch: int, factor: int, seed: int, n_requested: int) -> dict:
+                   checkpoint: str, epoch: Optional[int], factor: int, seed: int, n_requested: int) -> dict:
     """The content of a samples pickle.
 
     ``samples`` (N, res, res, C) float32 ((cos, sin) for Volcano); their statistics under their
@@ -316,14 +386,16 @@ def superres(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path
 
 
 def sample_checkpoint(method: Method, args: CommonArguments, exp_dir: Path, request: Request, factor: int,
-                      device) -> tuple[torch.Tensor, int]:
-    """(the samples of the checkpoint on a grid ``factor`` times the training one, its epoch)."""
-    model, state = load_model(method, args, exp_dir / request.checkpoint, device)
-    epoch = int(state["last_epoch"]) + 1
+                      device) -> tuple[torch.Tensor, Optional[int]]:
+    """(the samples of the checkpoint on a grid ``factor`` times the training one, its epoch or None)."""
+    # The network as load_experiment gives it; ``args`` (the sampler eval.py was asked for) draws.
+    model, _, state = load_trained(exp_dir, request.checkpoint, device, method=method.name)
+    epoch = None if state["last_epoch"] is None else state["last_epoch"] + 1  # the oldest original's have none
     res = factor * args.data_resolution
+    made_by = ", written by the original code: its network" if state["original"] else ""
     print(f"Sampling {request.n} functions of {res} x {res} px ({factor} x the training resolution) "
-          f"with {request.checkpoint} (epoch {epoch}, {'EMA' if state['ema'] is not None else 'raw'} weights), "
-          f"seed {request.seed}, device {device}")
+          f"with {request.checkpoint} (epoch {'unknown' if epoch is None else epoch}{made_by}, "
+          f"{'EMA' if state['ema'] is not None else 'raw'} weights), seed {request.seed}, device {device}")
     evaluations = method.network_evaluations(args)
     batches = math.ceil(request.n / request.batch_size)
     print(f"{evaluations} network evaluations a function: {evaluations * request.n} in all, in {batches} batch(es) "
@@ -339,7 +411,7 @@ def sample_checkpoint(method: Method, args: CommonArguments, exp_dir: Path, requ
 
 
 def outputs(method: Method, args: CommonArguments, savedir: Path, request: Request, factor: int, samples,
-            stats: dict, metrics: dict, data_mean, epoch: int) -> dict:
+            stats: dict, metrics: dict, data_mean, epoch: Optional[int]) -> dict:
     """{path: value} of the samples pickle, the stats pickle and the metrics JSON of one set of samples."""
     name = request.outputs_of
     record = samples_record(samples, stats, metrics, data_mean, name, epoch, factor, request.seed, request.n)

@@ -37,6 +37,8 @@ class Method(ABC):
     trainer : its `src.training.Trainer`, built as ``trainer(args, valid, world)``
     sampler_keys : the config keys of how it samples, which eval.py --sampler may change
     divergence_hint : what the warning on diverged samples adds (the key to change)
+    original_values : its keys that the original code's config.json lacks, at the values the
+        original ran with (its sampler), for the directories the original wrote
     """
 
     name: str
@@ -44,10 +46,17 @@ class Method(ABC):
     trainer: type
     sampler_keys: tuple[str, ...] = ()
     divergence_hint: str = ""
+    original_values: dict = {}
 
     @abstractmethod
     def build_model(self, args: CommonArguments) -> torch.nn.Module:
         """The network that samples (the checkpoints' ``weights``), on the CPU."""
+
+    def build_original_model(self, args: CommonArguments) -> torch.nn.Module:
+        """The original code's network for ``args``, with its parameter names, to sample the
+        directories the original wrote; a method the original did not have has none."""
+        raise ConfigError(f"method '{self.name}' did not exist in the original code, so no directory of the "
+                          "original's holds one of its networks")
 
     @abstractmethod
     def drawer(self, model: torch.nn.Module, args: CommonArguments, noise_sampler: NoiseSampler,

@@ -121,3 +121,19 @@ def snapshot(directory: Path, skip: str = None) -> dict:
         if path.is_file() and not (skip and relative.parts[0] == skip):
             files[str(relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return files
+
+
+def launcher_copy(repo: Path) -> Path:
+    """exps/launch_eval.{py,sh} copied into ``repo``, a tree like the repository's, so that a
+    developer's own exps/env.sh does not leak in; eval.py and src/ are links, .venv/bin/python
+    runs this Python."""
+    (repo / "exps").mkdir(parents=True)
+    for name in ("launch_eval.py", "launch_eval.sh"):
+        shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
+    for name in ("eval.py", "eval_gano.py", "src"):
+        (repo / name).symlink_to(ROOT / name)
+    python = repo / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return repo

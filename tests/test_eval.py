@@ -22,12 +22,14 @@ from scipy.stats import wasserstein_distance
 
 import eval as eval_script
 import plot_stats
-from conftest import ROOT, TINY, copy_run, run_command, snapshot
+from conftest import ROOT, TINY, copy_run, launcher_copy, run_command, snapshot
+from src.config import load_config
 from src.data import validation_count
-from src.evaluation import EvaluationError, find_sample_factors, read_stats, samples_name
+from src.evaluation import EvaluationError, find_sample_factors, load_experiment, read_stats, samples_name
 from src.files import atomic_paths, write_outputs
 from src.metrics import circular_stats
 from src.plotting import GRID_PRESETS, page_indices
+from src.score_network import UNOScoreNetwork
 
 CHECKPOINT = "model.w_total.pt"
 N_SAMPLES = 10
@@ -243,6 +245,21 @@ def test_bad_sampler_flags_are_refused_naming_the_key(experiment, tmp_path, caps
 # Errors
 
 @pytest.mark.slow
+def test_load_experiment_gives_the_score_network_and_config_of_a_run_of_ours(experiment):
+    exp_dir, _ = experiment
+    network, args = load_experiment(exp_dir, CHECKPOINT, device="cpu")
+    assert isinstance(network, UNOScoreNetwork) and not network.training
+    assert args == load_config(exp_dir / "config.json")
+    state = torch.load(exp_dir / CHECKPOINT, weights_only=True)
+    x, sigma = torch.randn(3, RES, RES, 2), torch.tensor([0.01, 0.1, 1.0])
+    with torch.no_grad():
+        score = network(x, sigma)
+        raw, _ = load_experiment(exp_dir, CHECKPOINT, use_ema=False)
+        assert score.shape == x.shape and not torch.allclose(raw(x, sigma), score)  # the EMA samples
+    assert all(torch.equal(value, state["ema"][name]) for name, value in network.state_dict().items())
+
+
+@pytest.mark.slow
 def test_missing_checkpoint_lists_the_existing_ones(experiment, tmp_path):
     exp_dir, data_dir = experiment
     result = eval_py(exp_dir, tmp_path / "out", "generate", data_dir, "--checkpoint=model.w_nope.pt")
@@ -327,19 +344,8 @@ def test_plot_without_samples_says_what_to_run(experiment, tmp_path, capsys):
 
 @pytest.fixture
 def repository_copy(tmp_path):
-    """exps/launch_eval.{py,sh} copied into a tree like the repository's, so that a developer's
-    own exps/env.sh does not leak in; eval.py and src/ are links, .venv/bin/python runs this Python."""
-    repo = tmp_path / "repo"
-    (repo / "exps").mkdir(parents=True)
-    for name in ("launch_eval.py", "launch_eval.sh"):
-        shutil.copy2(ROOT / "exps" / name, repo / "exps" / name)
-    for name in ("eval.py", "eval_gano.py", "src"):
-        (repo / name).symlink_to(ROOT / name)
-    python = repo / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
-    python.chmod(0o755)
-    return repo
+    """exps/launch_eval.{py,sh} in a tree like the repository's (see `conftest.launcher_copy`)."""
+    return launcher_copy(tmp_path / "repo")
 
 
 @pytest.mark.slow

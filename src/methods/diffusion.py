@@ -3,7 +3,8 @@ function space", arXiv 2302.07400): everything of it that differs from GANO.
 
 - `Arguments`, its config: the common keys (src/config.py) and the noise levels, the samplers
   and the score network's;
-- its network, the UNO score network (src/score_network.py), and its noise levels;
+- its network, the UNO score network (src/score_network.py), and its noise levels; and, to
+  evaluate directories the original code wrote, the original's network (src/legacy_uno.py);
 - `DiffusionTrainer`: denoising score matching (src/diffusion.py) with an EMA of the weights.
   Its results.json lines hold the mean training loss, ``loss_valid`` (the validation split's
   loss with the raw weights, the same weights as ``loss``) and ``loss_valid_ema`` (with the
@@ -25,6 +26,7 @@ from src.config import CommonArguments
 from src.diffusion import (LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES, TRAINING_LEVELS, annealed_langevin,
                            edm_levels, flow_evaluations, probability_flow, score_matching_loss, sigma_schedule)
 from src.experiment import Method, build_noise, count_parameters
+from src.legacy_uno import LegacyUNO
 from src.score_network import UNOScoreNetwork
 from src.training import Trainer
 
@@ -33,6 +35,10 @@ FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 SAMPLER_KEYS = ("sampler", "sampler_steps", "sampler_rho", "sampler_churn", "L", "T", "epsilon", "step_rule",
                 "denoise_last", "schedule")
 ODE_ORDERS = {"euler": 1, "heun": 2}  # the samplers of the probability-flow ODE, and their order
+# How the original code sampled and trained, in the keys its config.json lacks: annealed Langevin
+# dynamics with its step rule and no final denoising step.
+ORIGINAL_VALUES = {"sampler": "langevin", "step_rule": "sigma_squared", "denoise_last": False,
+                   "loss_weighting": "sigma", "training_levels": "discrete"}
 
 
 @dataclass
@@ -103,6 +109,18 @@ def build_score_network(args: Arguments) -> UNOScoreNetwork:
                            mult_dims=list(args.mult_dims), fmult=args.fmult, factorization=args.factorization,
                            rank=args.rank, groups=args.groups, num_freqs_input=args.num_freqs_input,
                            channels=args.function_channels)
+
+
+def build_legacy_network(args: Arguments) -> LegacyUNO:
+    """The original code's network of a config.json it wrote (`src.config.load_original_config`)."""
+    # The paper's configs, and so the original's published checkpoints, are all Tucker without norms;
+    # the original's other spectral weights and its GroupNorm are not rebuilt here.
+    args.require(args.factorization == "tucker", "factorization",
+                 "the original's network is rebuilt here with Tucker spectral weights only (the paper's)")
+    args.require(args.groups == 0, "groups", "the original's network is rebuilt here without GroupNorm only (the paper's)")
+    return LegacyUNO(res=args.data_resolution, npad=args.npad, d_co_domain=args.d_co_domain,
+                     mult_dims=list(args.mult_dims), fmult=args.fmult, rank=args.rank,
+                     channels=args.function_channels)
 
 
 def build_sigmas(args: Arguments, device) -> torch.Tensor:
@@ -218,6 +236,8 @@ class Diffusion(Method):
     sampler_keys = SAMPLER_KEYS
     divergence_hint = "; the Langevin step size epsilon may be too large"
     build_model = staticmethod(build_score_network)
+    build_original_model = staticmethod(build_legacy_network)
+    original_values = ORIGINAL_VALUES
     drawer = staticmethod(drawer)
     network_evaluations = staticmethod(network_evaluations)
 
