@@ -284,11 +284,13 @@ def load(path):
         return pickle.load(f)
 
 
+@pytest.mark.slow
 def test_launcher_leaves_the_original_directory_unchanged(launched):
     assert launched["before"] == launched["after"]
     assert sorted(launched["before"]) == ["config.json", "gt_stats.pkl", CHECKPOINT, "results.json"]
 
 
+@pytest.mark.slow
 def test_launcher_generate_writes_the_usual_files(launched):
     out = launched["out"]
     record = load(out / f"samples.{QUICK_NAME}.pkl")
@@ -300,6 +302,7 @@ def test_launcher_generate_writes_the_usual_files(launched):
     assert stats["var"].shape == (4,) and "written by the original code" in launched["stdout"]["generate"]
 
 
+@pytest.mark.slow
 def test_launcher_superres_doubles_the_grid(launched):
     out = launched["out"]
     record = load(out / f"samples_2x.{QUICK_NAME}.pkl")
@@ -307,6 +310,7 @@ def test_launcher_superres_doubles_the_grid(launched):
     assert (out / "gt_stats_2x.pkl").is_file() and (out / f"metrics_2x.{QUICK_NAME}.json").is_file()
 
 
+@pytest.mark.slow
 def test_launcher_plot_draws_both_resolutions(launched):
     out = launched["out"]
     for postfix in ("", "_2x"):
@@ -315,6 +319,7 @@ def test_launcher_plot_draws_both_resolutions(launched):
     assert (out / f"mean_sample_2x.{QUICK_NAME}.png").stat().st_size > 1000  # superres had the data
 
 
+@pytest.mark.slow
 def test_plot_stats_and_fast_samplers_on_the_original_directory(launched, tmp_path, capsys):
     exp_dir, out = launched["exp_dir"], launched["out"]
     figure = tmp_path / "final_stats.png"
@@ -329,6 +334,7 @@ def test_plot_stats_and_fast_samplers_on_the_original_directory(launched, tmp_pa
     assert snapshot(exp_dir) == launched["before"]
 
 
+@pytest.mark.slow
 def test_gpu_check_script_tabulates_each_case_on_the_cpu():
     result = run_command([sys.executable, ROOT / "benchmarks" / "legacy_gpu.py", "--devices", "cpu"])
     assert result.returncode == 0, result.stderr[-2000:]
