@@ -137,3 +137,14 @@ def launcher_copy(repo: Path) -> Path:
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
     return repo
+
+
+# Fixtures that train or start a Slurm: every test that uses one, directly or through another
+# fixture, is slow too, whatever its own body costs (the fast subset, -m "not slow", never builds them).
+SLOW_FIXTURES = {"tiny_run", "local_run", "slurm", "launched"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
