@@ -22,7 +22,6 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from neuralop.layers.fno_block import FNOBlocks
 from torch import nn
 
 
@@ -43,6 +42,10 @@ class UNOBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, scale: float, n_modes: int,
                  factorization: Optional[str] = None, rank: float = 1.0, groups: int = 0,
                  embedding_width: int = 0, channel_mlp: bool = True):
+        # Imported when a network is built: neuraloperator (with tensorly) takes 1.7 s to import,
+        # which a command that only checks a config, refuses bad input or plots would pay for nothing.
+        from neuralop.layers.fno_block import FNOBlocks
+
         super().__init__()
         self.scale = scale
         self.fourier = FNOBlocks(in_channels, out_channels, n_modes=(n_modes, n_modes),

@@ -16,7 +16,7 @@ The shell scripts of exps/ ask it without importing torch::
 
 Layers, lowest first; a module imports from its own layer or below, never from above:
 
-    0  errors, methods (this registry: names and scripts only)
+    0  errors, threads, methods (this registry: names and scripts only)
     1  files, progress
     2  data, noise, distributed, metrics, uno, synthetic
     3  diffusion (the equations), score_network, legacy_uno (the original code's network), plotting
@@ -25,8 +25,8 @@ Layers, lowest first; a module imports from its own layer or below, never from a
     6  experiment (the Method interface, the noise of a config, sampling)
     7  training (the loop), evaluation
     8  methods.diffusion, methods.gano
-    9  cli (argv, environment, signals), and the command lines src/methods/__main__.py and
-       src/synthetic/__main__.py; the root scripts (train.py, eval.py, ...) above all
+    9  cli (argv, environment, signals), and the command lines src/methods/__main__.py,
+       src/synthetic/__main__.py and array_config; the root scripts (train.py, eval.py, ...) above all
 
 The one reference upward is by name: `get` imports a method's module when asked (config loading
 asks it for the method's dataclass), so that this module stays free of torch.
