@@ -144,7 +144,15 @@ def launcher_copy(repo: Path) -> Path:
 SLOW_FIXTURES = {"tiny_run", "local_run", "slurm", "launched"}
 
 
+# The files that take longest, longest first (minutes on 2 cores): run first, so that with a
+# file a worker (scripts/test.sh's --dist loadfile) no long file starts when the others are done.
+LONGEST_FILES = ("test_slurm.py", "test_train.py", "test_resume.py", "test_benchmarks.py", "test_distributed.py",
+                 "test_gano.py", "test_array_data.py", "test_eval.py", "test_legacy.py")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    rank = {name: index for index, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order kept
