@@ -1,7 +1,7 @@
 """The original's network (src/legacy_uno.py) on a GPU against the original code's CPU outputs.
 
-    python benchmarks/legacy_gpu.py                 # the CPU and, when there is one, CUDA
-    python benchmarks/legacy_gpu.py --devices cuda  # one call on a GPU machine: seconds
+    python -m benchmarks.legacy_gpu                 # the CPU and, when there is one, CUDA
+    python -m benchmarks.legacy_gpu --devices cuda  # one call on a GPU machine: seconds
 
 Why: every spectral convolution of the original hands ``irfft2`` a column 0 that is not
 Hermitian symmetric. The CPU's result is fixed, and is what the fixture's reference holds; cuFFT's
@@ -17,15 +17,13 @@ network's output on the CPU in the same run, beside the tolerance the tests hold
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from src.evaluation import load_experiment
 
-from src.evaluation import load_experiment  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FIXTURE = ROOT / "tests" / "fixtures" / "legacy"
 TOLERANCE = 1e-6

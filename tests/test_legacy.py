@@ -336,7 +336,7 @@ def test_plot_stats_and_fast_samplers_on_the_original_directory(launched, tmp_pa
 
 @pytest.mark.slow
 def test_gpu_check_script_tabulates_each_case_on_the_cpu():
-    result = run_command([sys.executable, ROOT / "benchmarks" / "legacy_gpu.py", "--devices", "cpu"])
+    result = run_command([sys.executable, "-m", "benchmarks.legacy_gpu", "--devices", "cpu"])
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.strip("|").split("|") for line in result.stdout.splitlines() if line.startswith("| cpu ")]
     assert [row[1].strip() for row in rows] == ["weights", "ema", "superres 2x (ema)"]
