@@ -1,4 +1,4 @@
-"""What the tests share: the tiny config, running a command, hashing a folder, seeding.
+"""What the tests share: the tiny config, its data and one trained run, running a command, hashing a folder, seeding, and which tests are slow.
 
 Tests run tiny networks on tiny grids: with several threads per process, OpenMP spends more
 time waking threads than computing (20x slower on a loaded 2-core machine), so one thread,
