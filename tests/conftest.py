@@ -1,4 +1,5 @@
-"""What the tests share: the tiny config, its data and one trained run, running a command, hashing a folder, seeding, and which tests are slow.
+"""What the tests share: the tiny config, its data and one trained run, running a command,
+hashing a folder, seeding, and which tests are slow (the `slow` marker).
 
 Tests run tiny networks on tiny grids: with several threads per process, OpenMP spends more
 time waking threads than computing (20x slower on a loaded 2-core machine), so one thread,
