@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.org", ROOT / "benchmarks" / "RESULTS.md", *sorted((ROOT / "docs").glob("*.org"))]
-README_MAX_LINES = 420
+README_MAX_LINES = 410
 REPO_FOLDERS = ("src/", "exps/", "scripts/", "benchmarks/", "tests/", "docs/", "assets/", "json/")
 # Where a script named without its folder may live.
 SCRIPT_FOLDERS = ("", "exps/", "scripts/", "benchmarks/", "tests/", "src/", "src/synthetic/")
