@@ -479,6 +479,12 @@ def load_data(args, data_dir: str, factor: int = 1) -> tuple[torch.Tensor, torch
     return split_train_valid(x, args.val_size, seed=args.seed)
 
 
+def data_grid_of(args) -> str:
+    """How the config's functions sit on their grid, and so how they are carried to a finer one:
+    'cells' for Volcano (an image resize), the config's ``data_grid`` for an array file."""
+    return args.data_grid if args.data_format == "array" else "cells"
+
+
 def native_side(args, data_dir: str) -> int:
     """Side of the grid the data are stored on (Volcano: 128 px; an array file: its grid's side,
     from its shape): above it, resized data are interpolated, with no finer detail."""

@@ -171,8 +171,11 @@ def probability_flow(score: ScoreFn, noise_sampler, levels: list[float], x: torc
     (F ~ C grad log p: no C is needed). It carries the law of x at one level to the next.
 
     ``levels``: decreasing standard deviations (`edm_levels`); a last level of 0 makes the last
-    step Euler's, which is exactly the denoising step x + s^2 F(x, s^2). ``x``: a draw of the
-    noise sampler (variance 1), started at the prior of the first level, levels[0] * x.
+    step Euler's, which is exactly the denoising step x + s^2 F(x, s^2). ``x``: the state at the
+    first level, a draw of p_(levels[0]^2): the prior levels[0] z (z a draw of the noise sampler),
+    which is p's only when the data are small beside that noise in every direction, or better a
+    draw of a Gaussian fit of the data plus levels[0] z (src/gaussian_fit.py); the ODE carries
+    whatever law it starts from, so the start's error stays in the samples.
     ``churn`` > 0: before each step the level is raised by gamma = min(churn / steps, sqrt 2 - 1)
     (s -> s (1 + gamma)) with fresh noise of the sampler, as EDM's stochastic sampler does; at
     the maximum the noise added equals the noise already there. `flow_evaluations` gives the
@@ -185,7 +188,6 @@ def probability_flow(score: ScoreFn, noise_sampler, levels: list[float], x: torc
     def slope(x: torch.Tensor, s: float) -> torch.Tensor:
         return -s * score(x, batch_sigma.fill_(s * s))
 
-    x = levels[0] * x
     for s, s_next in zip(levels[:-1], levels[1:]):
         if gamma > 0:
             raised = s * (1 + gamma)

@@ -40,7 +40,8 @@ from src.checkpoint import is_original, load_sampling_checkpoint, model_weights,
 from src.config import CommonArguments, load_config, load_original_config
 from src.data import load_data, native_side
 from src.errors import KnownError
-from src.experiment import Method, build_noise, sample
+from src.experiment import Method, build_noise, data_fit_of, sample
+from src.gaussian_fit import DATA_FIT, GaussianFit
 from src.files import write_outputs
 from src.metrics import STATS_KEYS, function_stats, kind_of, mean_image_metrics, validation_metrics, wasserstein_metrics
 from src.plotting import (FIGURE_FORMATS, GRID_PAGES, GRID_PRESETS, figure_paths, plot_mean_images,
@@ -349,7 +350,7 @@ def generate(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path
     else:
         print("note: DATA_DIR is not set, so there is no data mean: no mean-image metrics, and "
               "--mode=plot will draw no mean image")
-    samples, epoch = sample_checkpoint(method, args, exp_dir, request, 1, device)
+    samples, epoch = sample_checkpoint(method, args, exp_dir, request, 1, data_dir, device)
     metrics, stats = evaluate_samples(samples, real_stats, real)
     print(f"{len(samples)} samples against the training data ({exp_dir / GT_STATS}):")
     print(format_metrics(metrics))
@@ -374,7 +375,7 @@ def superres(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path
         print(f"note: the ground truth at {factor * args.resize_to} px is interpolated from the data's "
               f"{native} px grid, so it has no detail finer than that grid's")
     real_stats = function_stats(real, args.metric_kind)
-    samples, epoch = sample_checkpoint(method, args, exp_dir, request, factor, device)
+    samples, epoch = sample_checkpoint(method, args, exp_dir, request, factor, data_dir, device)
     metrics, stats = evaluate_samples(samples, real_stats, real)
     print(f"{len(samples)} samples against the training data at {factor} x the resolution "
           f"({real.shape[1]} x {real.shape[2]} px, {len(real)} functions):")
@@ -386,8 +387,9 @@ def superres(method: Method, args: CommonArguments, exp_dir: Path, savedir: Path
 
 
 def sample_checkpoint(method: Method, args: CommonArguments, exp_dir: Path, request: Request, factor: int,
-                      device) -> tuple[torch.Tensor, Optional[int]]:
+                      data_dir: Optional[str], device) -> tuple[torch.Tensor, Optional[int]]:
     """(the samples of the checkpoint on a grid ``factor`` times the training one, its epoch or None)."""
+    data_fit = data_fit_for(method, args, exp_dir, data_dir)
     # The network as load_experiment gives it; ``args`` (the sampler eval.py was asked for) draws.
     model, _, state = load_trained(exp_dir, request.checkpoint, device, method=method.name)
     epoch = None if state["last_epoch"] is None else state["last_epoch"] + 1  # the oldest original's have none
@@ -401,13 +403,32 @@ def sample_checkpoint(method: Method, args: CommonArguments, exp_dir: Path, requ
     print(f"{evaluations} network evaluations a function: {evaluations * request.n} in all, in {batches} batch(es) "
           f"of {min(request.batch_size, request.n)} functions (--Ntest and --val_batch_size set them)")
     samples = sample(method, model, args, build_noise(args, res, device), request.n, request.batch_size,
-                     seed=request.seed, estimate=True)
+                     seed=request.seed, estimate=True, data_fit=data_fit)
     if len(samples) == 0:
         raise EvaluationError(f"all {request.n} samples diverged (NaN or inf){method.divergence_hint}; "
                               "nothing was written")
     if len(samples) < request.n:
         print(f"warning: {request.n - len(samples)} of {request.n} samples diverged and were dropped")
     return samples, epoch
+
+
+def data_fit_for(method: Method, args: CommonArguments, exp_dir: Path, data_dir: Optional[str]) -> Optional[GaussianFit]:
+    """The Gaussian fit of the training functions when ``args``' sampler starts from it: the run's
+    gaussian_fit.pkl, else (a run of the original code, or one trained before runs recorded it)
+    the fit of DATA_DIR's training split; None for a sampler that does not start from it."""
+    if not method.needs_data_fit(args):
+        return None
+    path = exp_dir / DATA_FIT
+    if path.is_file():
+        fit = GaussianFit.from_record(read_pickle(path), str(path))
+        fit.check_fits(args.data_resolution, args.function_channels, str(path))
+        return fit
+    if not data_dir:
+        raise EvaluationError(f"sampler_start 'data_fit' starts from the Gaussian fit of the training functions, and "
+                              f"{exp_dir} has no {DATA_FIT}: set DATA_DIR to fit the data, or sample from the prior "
+                              "with --sampler sampler_start=prior; nothing was written")
+    print(f"note: {exp_dir} has no {DATA_FIT}: fitting the training split of DATA_DIR={data_dir}")
+    return data_fit_of(args, load_data(args, data_dir)[0])
 
 
 def outputs(method: Method, args: CommonArguments, savedir: Path, request: Request, factor: int, samples,

@@ -18,8 +18,9 @@ from dataclasses import asdict
 import torch
 
 from src.config import CommonArguments, ConfigError, config_from_dict, from_command_line
-from src.data import keyed_generator
+from src.data import data_grid_of, keyed_generator
 from src.distributed import World
+from src.gaussian_fit import GaussianFit, fit_gaussian
 from src.noise import NoiseSampler, build_noise_sampler
 from src.progress import progress_bar
 
@@ -60,10 +61,16 @@ class Method(ABC):
 
     @abstractmethod
     def drawer(self, model: torch.nn.Module, args: CommonArguments, noise_sampler: NoiseSampler,
-               progress: bool) -> Draw:
+               progress: bool, data_fit: GaussianFit | None = None) -> Draw:
         """How ``model`` draws a batch: ``draw(noise, generator)``, from a batch of draws of
         ``noise_sampler`` (batch, res, res, C) to as many functions, any further randomness
-        from ``generator``; ``progress`` shows a bar of a long draw's steps."""
+        from ``generator``; ``progress`` shows a bar of a long draw's steps. ``data_fit``: the
+        Gaussian fit of the training functions, for a config whose sampler starts from it
+        (`needs_data_fit`)."""
+
+    def needs_data_fit(self, args: CommonArguments) -> bool:
+        """Whether ``args``' sampler starts from the Gaussian fit of the training functions."""
+        return False
 
     @abstractmethod
     def network_evaluations(self, args: CommonArguments) -> int:
@@ -91,9 +98,17 @@ def build_noise(args: CommonArguments, res: int, device) -> NoiseSampler:
                                grf_alpha=args.grf_alpha, grf_tau=args.grf_tau, channels=args.function_channels)
 
 
+def data_fit_of(args: CommonArguments, train: torch.Tensor) -> GaussianFit:
+    """The Gaussian fit of a config's training split (src/gaussian_fit.py), with training's flips
+    and the data's grid: where the samplers start with ``sampler_start: data_fit``."""
+    noise_variance = build_noise(args, args.data_resolution, train.device).point_variance()
+    return fit_gaussian(train, noise_variance, flips=args.augment, grid=data_grid_of(args))
+
+
 @torch.inference_mode()
 def sample(method: Method, model, args: CommonArguments, noise_sampler: NoiseSampler, n: int, batch_size: int,
-           seed: int, progress: bool = True, world: World | None = None, estimate: bool = False) -> torch.Tensor:
+           seed: int, progress: bool = True, world: World | None = None, estimate: bool = False,
+           data_fit: GaussianFit | None = None) -> torch.Tensor:
     """n functions drawn in batches by ``method``'s drawer with ``model`` (see `Method.drawer`).
 
     The grid is the noise sampler's: the training one, or a finer one for super-resolution
@@ -103,13 +118,16 @@ def sample(method: Method, model, args: CommonArguments, noise_sampler: NoiseSam
     batches b = r mod world size and every rank gets them all, in order: the same n samples as
     one process. Samples that diverged (NaN or inf) are dropped with a warning that counts them.
     With ``estimate``, the time of the first batch and what it predicts for all are printed.
+    ``data_fit``: the Gaussian fit of the training functions (`Method.drawer`), at the training
+    grid; it is carried to the noise sampler's.
 
     Returns
     -------
     (n_finite, res, res, C) on the CPU, res = noise_sampler.res.
     """
     model.eval()
-    draw = method.drawer(model, args, noise_sampler, progress)
+    draw = method.drawer(model, args, noise_sampler, progress,
+                         None if data_fit is None else data_fit.to(noise_sampler.device).on_grid(noise_sampler.res))
     world = world or World(device=noise_sampler.device)
     n_batches = math.ceil(n / batch_size)
     drawn = {}

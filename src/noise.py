@@ -184,6 +184,10 @@ class NoiseSampler(ABC):
     def covariance_block(self, k: int) -> torch.Tensor | None:
         """Per-channel covariance of the first ``k <= res^2`` grid points, ``(k, k)`` float64; None if white."""
 
+    @abstractmethod
+    def point_variance(self) -> torch.Tensor:
+        """Each grid point's variance, the covariance's diagonal, ``(res, res)`` float64 on ``self.device``."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(res={self.res}, channels={self.channels}, device={self.device})"
 
@@ -217,6 +221,9 @@ class IndependentGaussian(NoiseSampler):
     def covariance_block(self, k: int) -> None:
         return None
 
+    def point_variance(self) -> torch.Tensor:
+        return torch.ones(self.res, self.res, dtype=torch.float64, device=self.device)
+
 
 class _GaussianRandomField(NoiseSampler):
     """What the GRF samplers share: the covariance ``C + rbf_eps^2 I`` they draw."""
@@ -233,6 +240,11 @@ class _GaussianRandomField(NoiseSampler):
 
     def covariance_block(self, k: int) -> torch.Tensor:
         return _covariance_block(self.res, self.kernel, self.rbf_eps, k, self.device)
+
+    def point_variance(self) -> torch.Tensor:
+        # Stationary: the kernel at distance 0 everywhere.
+        at_zero = float(self.kernel(torch.zeros(1, dtype=torch.float64))) + self.rbf_eps**2
+        return torch.full((self.res, self.res), at_zero, dtype=torch.float64, device=self.device)
 
 
 class CholeskyGRF(_GaussianRandomField):
@@ -635,6 +647,11 @@ class NeumannGRF(NoiseSampler):
         covariance = blocks.permute(0, 2, 1, 3).reshape(rows * res, rows * res)[:k, :k].mul(self.scale**2)
         covariance.diagonal().add_(self.rbf_eps**2)
         return covariance
+
+    def point_variance(self) -> torch.Tensor:
+        # C[p, p] = scale^2 sum_k lambda[k] Phi[i, k1]^2 Phi[j, k2]^2 + rbf_eps^2, p = (i, j).
+        squared = self.basis.square()
+        return (squared @ self.eigenvalues @ squared.T).mul(self.scale**2).add(self.rbf_eps**2)
 
     def __repr__(self) -> str:
         return (f"NeumannGRF(res={self.res}, alpha={self.alpha}, tau={self.tau}, rbf_eps={self.rbf_eps}, "

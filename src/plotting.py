@@ -164,10 +164,12 @@ def plot_sample_pages(samples: torch.Tensor, directory: Path, stem: str, pages: 
 
 
 def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas: torch.Tensor | None, n_mean: int,
-                      seed: int, shown: int = 16, kind: str = "circular", initial_scale: float = 1.0) -> None:
+                      seed: int, shown: int = 16, kind: str = "circular", initial_states=None,
+                      start: str = "z") -> None:
     """What a training run draws before it starts: the noise, the data perturbed by it at the
-    noise levels ``sigmas`` (None for GANO, which has none) and the sampler's initial states,
-    ``initial_scale`` times a noise draw (with ``sigmas``), mean images.
+    noise levels ``sigmas`` (None for GANO, which has none) and the sampler's initial states
+    (with ``sigmas``), ``initial_states(noise, generator)`` of a batch of noise draws, which
+    ``start`` describes (e.g. '4.47 z'), mean images.
 
     Every draw comes from generators of its own seeded with ``seed``, so the figures never
     change the global random state, and so never the training.
@@ -176,8 +178,8 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
     generator = torch.Generator(device=noise_sampler.device).manual_seed(seed)
     plot_noise(noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "noise_samples"))
     if sigmas is not None:
-        plot_noise(initial_scale * noise_sampler.sample(5, generator).cpu(), figure_paths(savedir / "noise", "init_samples"),
-                   title=f"initial states of the sampler, {initial_scale:.3g} z (channel 0)")
+        plot_noise(initial_states(noise_sampler.sample(5, generator), generator).cpu(),
+                   figure_paths(savedir / "noise", "init_samples"), title=f"initial states of the sampler, {start} (channel 0)")
     covariance = noise_sampler.covariance_block(min(200, noise_sampler.res ** 2))
     if covariance is not None:
         plot_matrix(covariance, figure_paths(savedir / "noise", "noise_sampler_C"),
@@ -189,8 +191,9 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
         noised = u + expand_like(sigmas[levels].sqrt(), u) * noise_sampler.sample(len(levels), generator)
         plot_functions(noised, savedir / "u_noised.png", ncols=len(levels), kind=kind,
                        titles=[f"sigma={s:.3g}" for s in sigmas[levels].tolist()])
-        plot_functions(initial_scale * noise_sampler.sample(shown, generator), savedir / "u_prior.png", ncols=4, kind=kind,
-                       suptitle=f"initial states of the sampler, {initial_scale:.3g} z" + (" (phase)" if kind == "circular" else ""))
+        plot_functions(initial_states(noise_sampler.sample(shown, generator), generator), savedir / "u_prior.png",
+                       ncols=4, kind=kind,
+                       suptitle=f"initial states of the sampler, {start}" + (" (phase)" if kind == "circular" else ""))
     # Mean images of random subsets of n_mean training functions: how much a mean varies by chance.
     cpu_generator = torch.Generator().manual_seed(seed)
     subsets = [train[torch.randperm(len(train), generator=cpu_generator)[:n_mean]].mean(0) for _ in range(8)]

@@ -37,7 +37,8 @@ from src.config import CommonArguments
 from src.data import epoch_batches, flip, keyed_generator, load_data, steps_per_epoch, with_data
 from src.distributed import Shard, World
 from src.errors import KnownError
-from src.experiment import Method, sample
+from src.experiment import Method, data_fit_of, sample
+from src.gaussian_fit import DATA_FIT, GaussianFit
 from src.files import append_line, remove_stale_temporaries, write_outputs, write_text
 from src.metrics import checkpoint_metrics, function_stats, validation_metrics
 from src.plotting import figure_paths, plot_functions, plot_mean_images, plot_run_overview
@@ -64,12 +65,20 @@ class Trainer(ABC):
         their DDP wraps: checkpoints are the same at any world size)
     optimizers : {checkpoint key: optimizer}, the model's under 'optimizer'
     noise_sampler : the noise of the config at the training resolution
-    sigmas : the noise levels drawn in the run overview figure (None: noise only)
-    initial_scale : the sampler's initial state as a multiple of a noise draw (drawn with sigmas)
+    sigmas : the noise levels drawn in the run overview figure (None: noise only), with the
+        sampler's initial states (`initial_states`)
     """
 
     sigmas = None
-    initial_scale = 1.0
+
+    def initial_states(self, noise: torch.Tensor, generator: torch.Generator, data_fit: GaussianFit) -> torch.Tensor:
+        """The sampler's states at its first level from a batch of noise draws, for the run
+        overview figure (with ``sigmas``)."""
+        return noise
+
+    def describe_start(self) -> str:
+        """What `initial_states` draws, for the figure's title."""
+        return "z"
 
     @abstractmethod
     def train_step(self, u: torch.Tensor, generator: torch.Generator, step: int, shard: Shard) -> dict:
@@ -123,8 +132,9 @@ def run(method: Method, args: CommonArguments, savedir: Path, data_dir: str, sto
               f"nothing to do, nothing written (to train further, give a config with more epochs and --override_cfg)")
         return False
     gt_stats = function_stats(train, args.metric_kind)
+    data_fit = world.gather(data_fit_of(args, train) if world.is_main else None)[0]
     if world.is_main:
-        start_run_directory(savedir, args, train, gt_stats, trainer, progress.epoch)
+        start_run_directory(savedir, args, train, gt_stats, data_fit, trainer, progress.epoch)
 
     while progress.epoch < args.epochs:
         started = time.time()
@@ -138,7 +148,7 @@ def run(method: Method, args: CommonArguments, savedir: Path, data_dir: str, sto
         line = {"epoch": progress.epoch + 1, **mean_losses, "lr": trainer.optimizers["optimizer"].param_groups[0]["lr"],
                 **trainer.epoch_summary()}
         if (progress.epoch + 1) % args.record_interval == 0 or progress.epoch + 1 == args.epochs:
-            line.update(validate(method, trainer, args, train, gt_stats, savedir, progress, world))
+            line.update(validate(method, trainer, args, train, gt_stats, data_fit, savedir, progress, world))
         line["time"] = time.time() - started
         # The line first, then the checkpoint: a kill between the two leaves a line past the
         # checkpoint, which the restart drops (results_up_to) before it redoes the epoch.
@@ -197,17 +207,20 @@ def resume(checkpoint_path: Path, method: str, trainer: Trainer, args: CommonArg
     return progress
 
 
-def start_run_directory(savedir: Path, args: CommonArguments, train, gt_stats: dict, trainer: Trainer,
-                        epoch: int) -> None:
+def start_run_directory(savedir: Path, args: CommonArguments, train, gt_stats: dict, data_fit: GaussianFit,
+                        trainer: Trainer, epoch: int) -> None:
     """Make the run directory, clear what killed writers left behind (temporary files, results
-    lines past the checkpoint's ``epoch``), and write config.json, gt_stats.pkl and the figures
-    of the data and the noise."""
+    lines past the checkpoint's ``epoch``), and write config.json, gt_stats.pkl, gaussian_fit.pkl
+    and the figures of the data and the noise."""
     savedir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(savedir)
     results_up_to(savedir / "results.json", epoch)
-    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats})
+    write_outputs({savedir / "config.json": asdict(args), savedir / "gt_stats.pkl": gt_stats,
+                   savedir / DATA_FIT: data_fit.record()})
+    fit_here = data_fit.to(trainer.noise_sampler.device)
     plot_run_overview(savedir, train, trainer.noise_sampler, trainer.sigmas, n_mean=args.Ntest, seed=args.seed,
-                      kind=args.metric_kind, initial_scale=trainer.initial_scale)
+                      kind=args.metric_kind, start=trainer.describe_start(),
+                      initial_states=lambda noise, generator: trainer.initial_states(noise, generator, fit_here))
 
 
 def results_up_to(path: Path, epochs_done: int) -> None:
@@ -272,8 +285,8 @@ def epoch_means(progress: Progress, checkpoint_path: Path) -> dict:
     return means
 
 
-def validate(method: Method, trainer: Trainer, args: CommonArguments, train, gt_stats: dict, savedir: Path,
-             progress: Progress, world: World) -> dict:
+def validate(method: Method, trainer: Trainer, args: CommonArguments, train, gt_stats: dict, data_fit: GaussianFit,
+             savedir: Path, progress: Progress, world: World) -> dict:
     """Sample Ntest functions with the EMA weights, split over the ranks, and keep each new best
     metric: its checkpoint model.<metric>.pt, and (rank 0) its samples and figure. Returns the
     entries of the results line: the metrics and the network evaluations a sample, or nothing if
@@ -283,7 +296,7 @@ def validate(method: Method, trainer: Trainer, args: CommonArguments, train, gt_
     # A random stream of its own, so that when (and whether) a run validates never changes its training.
     with ema.applied_to(model) if ema is not None else torch.no_grad():
         samples = sample(method, model, args, trainer.noise_sampler, args.Ntest, args.val_batch_size,
-                         seed=args.seed + epoch, world=world)
+                         seed=args.seed + epoch, world=world, data_fit=data_fit)
     if len(samples) == 0:
         print(f"epoch {epoch}: every validation sample diverged (NaN); no metrics this time")
         return {}

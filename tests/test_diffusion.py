@@ -268,7 +268,7 @@ def test_the_ode_with_the_exact_score_reproduces_gaussian_data_with_the_calls_it
     mean[..., 1] = -0.3
     levels = edm_levels(2500.0, 0.01, steps)
     score = counting(exact_score(sigma_data, c_noise, mean))
-    samples = probability_flow(score, noise, levels, noise.sample(6000, torch.Generator().manual_seed(3)),
+    samples = probability_flow(score, noise, levels, levels[0] * noise.sample(6000, torch.Generator().manual_seed(3)),
                                churn=churn, generator=torch.Generator().manual_seed(4), order=order)
     assert score.calls == flow_evaluations(levels, order) == calls
     assert torch.isfinite(samples).all()
@@ -287,7 +287,7 @@ def test_euler_with_maximum_churn_keeps_the_mean_but_shrinks_the_covariance():
     mean[..., 0] = 0.5
     levels = edm_levels(2500.0, 0.01, 35, rho=2.0)
     samples = probability_flow(exact_score(sigma_data, c_noise, mean), noise, levels,
-                               noise.sample(6000, torch.Generator().manual_seed(3)), churn=1000.0,
+                               levels[0] * noise.sample(6000, torch.Generator().manual_seed(3)), churn=1000.0,
                                generator=torch.Generator().manual_seed(4), order=1)
     assert (samples.mean(0) - mean[0]).abs().max() < 0.05
     assert -0.25 < (channel_covariance(samples) - sigma_data).mean() < -0.1
@@ -305,8 +305,8 @@ def test_the_ode_error_falls_at_the_order_of_the_method_as_the_steps_double(orde
 
     def error(steps):
         levels = edm_levels(100.0, 0.01, steps)[:-1]  # from 10 to 0.1, no step to 0
-        x = probability_flow(lambda x, sigma: -(x - mu) / (a + sigma[:, None, None, None]), noise, levels, x0,
-                             order=order)
+        x = probability_flow(lambda x, sigma: -(x - mu) / (a + sigma[:, None, None, None]), noise, levels,
+                             levels[0] * x0, order=order)
         exact = mu + (levels[0] * x0 - mu) * math.sqrt((a + levels[-1] ** 2) / (a + levels[0] ** 2))
         return (x.double() - exact.double()).abs().max().item()
 

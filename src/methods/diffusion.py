@@ -10,7 +10,8 @@ function space", arXiv 2302.07400): everything of it that differs from GANO.
   loss with the raw weights, the same weights as ``loss``) and ``loss_valid_ema`` (with the
   EMA, which samples);
 - how it draws a batch: annealed Langevin dynamics (the original), or Euler's or Heun's method
-  on the probability-flow ODE, with or without churn; and the network calls that takes.
+  on the probability-flow ODE, with or without churn, from the prior or from a Gaussian fit of
+  the training functions (src/gaussian_fit.py); and the network calls that takes.
 
 Launched by train.py, resume.py and eval.py (src/cli.py).
 """
@@ -22,23 +23,27 @@ from typing import List, Optional
 import torch
 
 from src.checkpoint import EMA
-from src.config import CommonArguments
+from src.config import CommonArguments, ConfigError
 from src.diffusion import (LOSS_WEIGHTINGS, SAMPLERS, SCHEDULES, STEP_RULES, TRAINING_LEVELS, annealed_langevin,
                            edm_levels, flow_evaluations, probability_flow, score_matching_loss, sigma_schedule)
 from src.experiment import Method, build_noise, count_parameters
+from src.gaussian_fit import DATA_FIT, GaussianFit
 from src.legacy_uno import LegacyUNO
 from src.score_network import UNOScoreNetwork
 from src.training import Trainer
 
 FACTORIZATIONS = (None, "tucker", "cp", "tt", "dense")
 # The keys of how a diffusion operator samples, which eval.py --sampler may change for one evaluation.
-SAMPLER_KEYS = ("sampler", "sampler_steps", "sampler_rho", "sampler_churn", "L", "T", "epsilon", "step_rule",
-                "denoise_last", "schedule")
+SAMPLER_KEYS = ("sampler", "sampler_steps", "sampler_rho", "sampler_churn", "sampler_start", "L", "T", "epsilon",
+                "step_rule", "denoise_last", "schedule")
+# Where a sampler starts, at the first level sigma_1: the prior (noise alone), or a draw of the Gaussian
+# fit of the training functions plus sqrt(sigma_1) z, p_sigma_1's mean and covariance.
+SAMPLER_STARTS = ("prior", "data_fit")
 ODE_ORDERS = {"euler": 1, "heun": 2}  # the samplers of the probability-flow ODE, and their order
 # How the original code sampled and trained, in the keys its config.json lacks: annealed Langevin
 # dynamics with its step rule and no final denoising step.
 ORIGINAL_VALUES = {"sampler": "langevin", "step_rule": "sigma_squared", "denoise_last": False,
-                   "loss_weighting": "sigma", "training_levels": "discrete"}
+                   "loss_weighting": "sigma", "training_levels": "discrete", "sampler_start": "prior"}
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Arguments(CommonArguments):
     sampler_steps: int = 18                 # euler, heun: levels sqrt(sigma_1)..sqrt(sigma_L); calls: steps, 2 steps - 1
     sampler_rho: float = 7.0                # euler, heun: spacing of the levels (EDM's rho; 1 linear in the std)
     sampler_churn: float = 0.0              # euler, heun: EDM's S_churn, noise added per step (0: deterministic)
+    sampler_start: str = "prior"            # the first level's state: 'prior' (Langevin: z, the original; ODE: sqrt(sigma_1) z) or 'data_fit': a draw of the data's Gaussian fit + sqrt(sigma_1) z
     loss_weighting: str = "sigma"           # 'sigma': |noise + sigma F|^2 (the original); 'unit': that / sigma, levels alike
     training_levels: str = "discrete"       # levels trained on: the L of the schedule (the original) or 'log_uniform' in [sigma_L, sigma_1]
 
@@ -93,6 +99,7 @@ class Arguments(CommonArguments):
         require(self.sampler_steps >= 1, "sampler_steps", "must be >= 1")
         require(self.sampler_rho > 0, "sampler_rho", "must be positive")
         require(self.sampler_churn >= 0, "sampler_churn", "must be >= 0")
+        require(self.sampler_start in SAMPLER_STARTS, "sampler_start", f"must be one of {list(SAMPLER_STARTS)}")
         require(self.rank > 0, "rank", "must be positive")
         require(self.factorization in FACTORIZATIONS, "factorization", f"must be one of {list(FACTORIZATIONS)}")
         # OmegaConf lets nested lists through a List[int] field: check the type too.
@@ -132,11 +139,27 @@ def ode_levels(args: Arguments) -> list[float]:
     return edm_levels(args.sigma_1, args.sigma_L, args.sampler_steps, args.sampler_rho)
 
 
-def initial_scale(args: Arguments) -> float:
-    """The sampler's initial state as a multiple of a noise draw z: annealed Langevin dynamics
-    starts from z itself (as the original), the probability-flow ODE from its first level's
-    prior, sqrt(sigma_1) z (`probability_flow`)."""
-    return ode_levels(args)[0] if args.sampler in ODE_ORDERS else 1.0
+def initial_states(args: Arguments, noise: torch.Tensor, generator: torch.Generator,
+                   data_fit: GaussianFit | None, noise_sampler) -> torch.Tensor:
+    """The sampler's state at its first level, from a batch of noise draws z (batch, res, res, C).
+
+    ``sampler_start: prior``: annealed Langevin dynamics starts from z itself (as the original),
+    the probability-flow ODE from its first level's prior, sqrt(sigma_1) z. ``data_fit``: either
+    starts from a draw of ``data_fit`` (on the grid of ``noise_sampler``, which draws z, from
+    ``generator``) plus sqrt(sigma_1) z, a draw of p_sigma_1 when the fit is the data's law.
+    """
+    if args.sampler_start == "prior":
+        return (ode_levels(args)[0] if args.sampler in ODE_ORDERS else 1.0) * noise
+    if data_fit is None:
+        raise ConfigError("sampler_start 'data_fit' needs the Gaussian fit of the training functions: the run's "
+                          f"{DATA_FIT} or DATA_DIR to compute it (or sample with sampler_start=prior)")
+    return data_fit.sample(len(noise), noise_sampler, generator) + math.sqrt(args.sigma_1) * noise
+
+
+def describe_start(args: Arguments) -> str:
+    if args.sampler_start == "data_fit":
+        return f"a draw of the data's Gaussian fit + {math.sqrt(args.sigma_1):.3g} z"
+    return f"{ode_levels(args)[0] if args.sampler in ODE_ORDERS else 1.0:.3g} z"
 
 
 def network_evaluations(args: Arguments) -> int:
@@ -146,19 +169,22 @@ def network_evaluations(args: Arguments) -> int:
     return args.L * args.T + (1 if args.denoise_last else 0)
 
 
-def drawer(model, args: Arguments, noise_sampler, progress: bool):
-    """The config's sampler with the score network ``model`` (see `src.experiment.Method.drawer`)."""
+def drawer(model, args: Arguments, noise_sampler, progress: bool, data_fit: GaussianFit | None = None):
+    """The config's sampler with the score network ``model`` (see `src.experiment.Method.drawer`),
+    from `initial_states`."""
     if args.sampler in ODE_ORDERS:
         levels = ode_levels(args)
 
         def draw(noise, generator):
-            return probability_flow(model, noise_sampler, levels, noise, args.sampler_churn, generator,
+            start = initial_states(args, noise, generator, data_fit, noise_sampler)
+            return probability_flow(model, noise_sampler, levels, start, args.sampler_churn, generator,
                                     order=ODE_ORDERS[args.sampler])
         return draw
     sigmas = build_sigmas(args, noise_sampler.device)
 
     def draw(noise, generator):
-        return annealed_langevin(model, noise_sampler, sigmas, noise, args.epsilon, args.T, generator=generator,
+        start = initial_states(args, noise, generator, data_fit, noise_sampler)
+        return annealed_langevin(model, noise_sampler, sigmas, start, args.epsilon, args.T, generator=generator,
                                  progress=progress, step_rule=args.step_rule, denoise_last=args.denoise_last)
     return draw
 
@@ -167,10 +193,10 @@ def describe_sampler(args: Arguments) -> str:
     if args.sampler in ODE_ORDERS:
         churn = f", churn {args.sampler_churn:g}" if args.sampler_churn > 0 else ""
         return (f"{args.sampler.capitalize()} sampler of the probability-flow ODE, {args.sampler_steps} levels "
-                f"(rho {args.sampler_rho:g}{churn}) = "
+                f"(rho {args.sampler_rho:g}{churn}) from {describe_start(args)} = "
                 f"{network_evaluations(args)} network calls per sample")
-    return (f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} = "
-            f"{network_evaluations(args)} network calls per sample")
+    return (f"{args.L} levels x {args.T} Langevin steps{' + 1 denoising step' if args.denoise_last else ''} "
+            f"from {describe_start(args)} = {network_evaluations(args)} network calls per sample")
 
 
 class DiffusionTrainer(Trainer):
@@ -182,7 +208,6 @@ class DiffusionTrainer(Trainer):
         self.trained_model = world.wrap(self.model)
         self.noise_sampler = build_noise(args, args.data_resolution, self.device)
         self.sigmas = build_sigmas(args, self.device)
-        self.initial_scale = initial_scale(args)
         self.ema = EMA(self.model, args.ema_rate) if args.ema_rate is not None else None
         self.networks = {"weights": self.model}
         self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=args.lr)}
@@ -193,6 +218,12 @@ class DiffusionTrainer(Trainer):
                 f"resolution {args.data_resolution} px (+{args.npad} padding), "
                 f"{'white' if args.white_noise else args.noise_kernel + ' GRF'} noise, {describe_sampler(args)}, "
                 f"{math.ceil(args.Ntest / args.val_batch_size)} batch(es) per validation")
+
+    def initial_states(self, noise, generator, data_fit):
+        return initial_states(self.args, noise, generator, data_fit, self.noise_sampler)
+
+    def describe_start(self) -> str:
+        return describe_start(self.args)
 
     def train_step(self, u, generator, step, shard):
         loss = score_matching_loss(self.trained_model, u, self.sigmas, self.noise_sampler, generator=generator,
@@ -240,6 +271,9 @@ class Diffusion(Method):
     original_values = ORIGINAL_VALUES
     drawer = staticmethod(drawer)
     network_evaluations = staticmethod(network_evaluations)
+
+    def needs_data_fit(self, args: Arguments) -> bool:
+        return args.sampler_start == "data_fit"
 
 
 METHOD = Diffusion()

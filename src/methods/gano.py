@@ -246,7 +246,7 @@ class GANO(Method):
     trainer = GANOTrainer
     build_model = staticmethod(build_generator)
 
-    def drawer(self, model, args, noise_sampler, progress):
+    def drawer(self, model, args, noise_sampler, progress, data_fit=None):
         def draw(noise, generator):
             return model(noise)
         return draw
