@@ -4,13 +4,16 @@ and one trained model sampled at 2x and 4x its training resolution, with the spr
     python -m benchmarks.claims [--datasets volcano grf] [--seeds 0 1 2] [--factors 1 2 4]
         [--outdir DIR] [--figure assets/claims.png] [--cfg exps/json/quickstart.json]
         [--resolution 16] [--npad 2] [--epochs 6] [--n_samples 64] [--noises white GRF] [--rbf_scale L]
+        [--samplers config sampler_start=prior ...]
 
 For each dataset, each noise (``white``: white_noise true; ``GRF``: the config's field) and each
 seed, train.py trains the config (--cfg with --resolution, --npad, --epochs and that seed: the
 weights, the split and the training noise), and eval.py samples its last weights (model.pt,
 EMA) at each factor: --mode=generate at 1, --mode=superres --factor F above, --n_samples
 functions with the sampler of the config, scored against the training split at that resolution
-(metrics.model.pt.json, metrics_<F>x.model.pt.json). The held-out row scores as many functions
+(metrics.model.pt.json, metrics_<F>x.model.pt.json); ``--samplers`` samples each run once per
+entry, a row each: ``config`` (the config's sampler) or eval.py's ``--sampler`` changes, comma
+separated (``sampler_start=prior``: the same sampler from the prior). The held-out row scores as many functions
 of the validation split the same way: the floor that a perfect model reaches at that sample size.
 Every cell is the mean +- standard deviation over the seeds.
 
@@ -104,20 +107,28 @@ def exact_law_metrics(u: torch.Tensor, law: GRFLaw) -> dict:
             "exact_spectrum": log_spectrum_distance(field_stats(u)["spectrum"].mean(0), exact_spectrum)}
 
 
-def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law, sampling_seed: int = 0) -> dict:
-    """{factor: metrics} of the trained run's samples at each factor, drawn by eval.py with ``sampling_seed``."""
+def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law, samplers: list[str],
+                    sampling_seed: int = 0) -> dict:
+    """{sampler: {factor: metrics}} of the trained run's samples at each factor, drawn by eval.py
+    with ``sampling_seed`` and each of ``samplers`` (see the module's docstring)."""
     train_run(args, run_dir, "claims.json")
-    scores, eval_dir = {}, run_dir / "eval"
-    for factor in factors:
-        mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]
-        if eval_script.main([f"--exp_name={run_dir}", f"--savedir={eval_dir}", f"--checkpoint={CHECKPOINT}",
-                             f"--Ntest={n_samples}", f"--val_batch_size={n_samples}", f"--seed={sampling_seed}", *mode]) != 0:
-            sys.exit(f"error: evaluating {run_dir} at factor {factor} failed")
-        scores[factor] = json.loads((eval_dir / metrics_name(CHECKPOINT, factor)).read_text())
-        if law is not None and factor == factors[-1]:
-            with open(eval_dir / samples_name(CHECKPOINT, factor), "rb") as f:
-                samples = torch.from_numpy(pickle.load(f)["samples"])
-            scores[factor].update(exact_law_metrics(samples, law))
+    scores = {}
+    for index, sampler in enumerate(samplers):
+        changes = [] if sampler == "config" else sampler.split(",")
+        outputs_of = CHECKPOINT + "".join(f".{change}" for change in changes)  # eval.py's name of them
+        eval_dir = run_dir / f"eval{index}"
+        scores[sampler] = {}
+        for factor in factors:
+            mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]
+            if eval_script.main([f"--exp_name={run_dir}", f"--savedir={eval_dir}", f"--checkpoint={CHECKPOINT}",
+                                 f"--Ntest={n_samples}", f"--val_batch_size={n_samples}", f"--seed={sampling_seed}",
+                                 *mode, *(["--sampler", *changes] if changes else [])]) != 0:
+                sys.exit(f"error: evaluating {run_dir} at factor {factor} with {sampler} failed")
+            scores[sampler][factor] = json.loads((eval_dir / metrics_name(outputs_of, factor)).read_text())
+            if law is not None and factor == factors[-1]:
+                with open(eval_dir / samples_name(outputs_of, factor), "rb") as f:
+                    samples = torch.from_numpy(pickle.load(f)["samples"])
+                scores[sampler][factor].update(exact_law_metrics(samples, law))
     return scores
 
 
@@ -164,6 +175,8 @@ def main() -> None:
     parser.add_argument("--volcano_dir", type=Path, default=REPO / "data" / "synthetic_volcano")
     parser.add_argument("--grf_dir", type=Path, default=REPO / "data" / "synthetic_grf")
     parser.add_argument("--figure", type=Path, default=None)
+    parser.add_argument("--samplers", nargs="+", default=["config"],
+                        help="'config', or eval.py --sampler changes KEY=VALUE,KEY=VALUE: a row each")
     cli = parser.parse_args()
     if cli.factors[0] != 1 or sorted(set(cli.factors)) != cli.factors:
         parser.error(f"--factors must start at 1 and increase, got {cli.factors}")
@@ -190,12 +203,15 @@ def main() -> None:
         for seed in cli.seeds:
             for noise, args in configs.items():
                 run_dir = outdir / f"{dataset}-{noise}-seed{seed}"
-                scores[noise, seed] = train_and_score(replace(args, seed=seed), run_dir, cli.factors, cli.n_samples, law)
+                scores[noise, seed] = train_and_score(replace(args, seed=seed), run_dir, cli.factors, cli.n_samples, law,
+                                                      cli.samplers)
             trained = load_config(run_dir / "config.json")  # the data format resolved
             floors[seed] = held_out_scores(trained, data, cli.factors, cli.n_samples, law)
         kind = trained.metric_kind
         columns = COLUMNS[kind] + (EXACT_COLUMNS if law is not None else ())
-        rows = [(noise, {f: [scores[noise, s][f] for s in cli.seeds] for f in cli.factors}) for noise in configs]
+        rows = [(noise if len(cli.samplers) == 1 else f"{noise}, {sampler}",
+                 {f: [scores[noise, s][sampler][f] for s in cli.seeds] for f in cli.factors})
+                for noise in configs for sampler in cli.samplers]
         rows.append(("held-out data", {f: [floors[s][f] for s in cli.seeds] for f in cli.factors}))
         resolutions = [f * trained.data_resolution for f in cli.factors]
         lines = [f"### {dataset} ({data}), trained at {resolutions[0]} px for {cli.epochs} epochs; "

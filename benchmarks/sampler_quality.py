@@ -2,7 +2,8 @@
 
     DATA_DIR=data/synthetic_volcano python -m benchmarks.sampler_quality --exp_name results/quickstart/<id>
         [--checkpoint model.pt] [--n_samples 128] [--seeds 0 1 2] [--budgets 10 20 36]
-        [--samplers euler heun] [--churns 0 1000] [--rho 2] [--no_langevin_budgets] [--figure PNG]
+        [--samplers euler heun] [--churns 0 1000] [--starts prior data_fit] [--rho 2] [--no_langevin_budgets]
+        [--figure PNG]
 
 For the weights of one checkpoint (EMA when it has them), each row samples ``--n_samples``
 functions per seed and scores them against the training split (w_total, w_var, w_skew,
@@ -17,7 +18,10 @@ w_rough), with the same noise seeds for every row:
   probability-flow ODE, rho-spaced levels from sqrt(sigma_1) to sqrt(sigma_L) then a
   denoising step, at each budget (Euler: one evaluation a level; Heun: 2 x levels - 1, the
   budget rounded down to an odd number), deterministic or with EDM's churn C (1000: the
-  largest churn at any budget, noise equal to the noise present added before every step);
+  largest churn at any budget, noise equal to the noise present added before every step); each
+  from the prior, sqrt(sigma_1) z, and (``<family>, data_fit``) from a draw of the run's Gaussian
+  fit of the training functions (gaussian_fit.pkl, fitted from DATA_DIR if it has none) plus
+  sqrt(sigma_1) z (``--starts``);
 - ``held-out``: the validation split, the same number of functions: the floor a perfect
   sampler scores at this sample size.
 
@@ -43,7 +47,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # the tables are the output
 from src.config import load_config  # noqa: E402
 from src.data import load_data  # noqa: E402
 from src.distributed import default_device  # noqa: E402
-from src.evaluation import held_out_floor, load_model, score_samples  # noqa: E402
+from src.evaluation import data_fit_for, held_out_floor, load_model, score_samples  # noqa: E402
 from src.experiment import build_noise, sample  # noqa: E402
 from src.methods.diffusion import METHOD as DIFFUSION, network_evaluations  # noqa: E402
 from benchmarks.seed_spread import (errorbar_line, mean_spread, save_w_total_figure, table_header,  # noqa: E402
@@ -64,15 +68,18 @@ def sampler_rows(args, cli) -> list[tuple[str, object]]:
         for sampler in cli.samplers:
             steps = budget if sampler == "euler" else (budget + 1) // 2
             for churn in cli.churns:
-                family = sampler if churn == 0 else f"{sampler} churn {churn:g}"
-                rows.append((family, DIFFUSION.with_sampler(args, {"sampler": sampler, "sampler_steps": steps,
-                                                         "sampler_rho": cli.rho, "sampler_churn": churn}, "--budgets")))
+                for start in cli.starts:
+                    family = (sampler if churn == 0 else f"{sampler} churn {churn:g}") + (
+                        ", data_fit" if start == "data_fit" else "")
+                    rows.append((family, DIFFUSION.with_sampler(args, {"sampler": sampler, "sampler_steps": steps,
+                                                                       "sampler_rho": cli.rho, "sampler_churn": churn,
+                                                                       "sampler_start": start}, "--budgets")))
     return rows
 
 
-def timed_sample(model, args, noise_sampler, n: int, seed: int, device) -> tuple[torch.Tensor, float]:
+def timed_sample(model, args, noise_sampler, n: int, seed: int, device, data_fit) -> tuple[torch.Tensor, float]:
     started = time.perf_counter()
-    samples = sample(DIFFUSION, model, args, noise_sampler, n, BATCH, seed=seed, progress=False)
+    samples = sample(DIFFUSION, model, args, noise_sampler, n, BATCH, seed=seed, progress=False, data_fit=data_fit)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return samples, time.perf_counter() - started
@@ -98,10 +105,10 @@ class TimedNetwork(torch.nn.Module):
         return out
 
 
-def network_share(model, args, noise_sampler, n: int, device) -> dict:
+def network_share(model, args, noise_sampler, n: int, device, data_fit) -> dict:
     """Seconds of one reference sampling run, and of the network's calls inside it."""
     timed = TimedNetwork(model, device)
-    _, total = timed_sample(timed, args, noise_sampler, n, seed=12345, device=device)
+    _, total = timed_sample(timed, args, noise_sampler, n, seed=12345, device=device, data_fit=data_fit)
     return {"total": total, "network": timed.seconds, "calls": timed.calls}
 
 
@@ -130,6 +137,8 @@ def main() -> None:
                         help="network evaluations per sample of the new rows")
     parser.add_argument("--samplers", nargs="+", default=["euler", "heun"], choices=["euler", "heun"])
     parser.add_argument("--churns", type=float, nargs="+", default=[0.0, 1000.0], help="EDM S_churn of the ODE rows")
+    parser.add_argument("--starts", nargs="+", default=["prior", "data_fit"], choices=["prior", "data_fit"],
+                        help="where the ODE rows start")
     parser.add_argument("--rho", type=float, default=2.0, help="spacing of the ODE rows' levels")
     parser.add_argument("--no_langevin_budgets", action="store_true", help="no Langevin rows on fewer levels")
     parser.add_argument("--figure", type=Path, default=None, help="where to draw w_total against evaluations")
@@ -140,6 +149,8 @@ def main() -> None:
     train, valid = load_data(args, os.environ["DATA_DIR"])
     model, state = load_model(DIFFUSION, args, exp_dir / cli.checkpoint, device)
     noise_sampler = build_noise(args, args.data_resolution, device)
+    data_fit = data_fit_for(DIFFUSION, DIFFUSION.with_sampler(args, {"sampler_start": "data_fit"}), exp_dir,
+                            os.environ["DATA_DIR"])
 
     rows = sampler_rows(args, cli)
     table, seconds, evaluations = {}, {}, {}
@@ -150,7 +161,8 @@ def main() -> None:
         evaluations[key] = network_evaluations(row_args)
         table[key], times = [], []
         for seed in cli.seeds:
-            samples, elapsed = timed_sample(model, row_args, noise_sampler, cli.n_samples, 1000 + seed, device)
+            samples, elapsed = timed_sample(model, row_args, noise_sampler, cli.n_samples, 1000 + seed, device,
+                                            data_fit)
             table[key].append(score_samples(samples, train, args.metric_kind))
             times.append(elapsed * 64 / cli.n_samples)
         seconds[key] = statistics.median(times)
@@ -166,7 +178,7 @@ def main() -> None:
         print(f"| {key[0]} | {evaluations[key]} | {cells} | {seconds[key]:.1f} |")
     print("| held-out data | - | " + " | ".join(f"{held_out[c]:.3f}" for c in COLUMNS) + " | - |")
 
-    share = network_share(model, args, noise_sampler, cli.n_samples, device)
+    share = network_share(model, args, noise_sampler, cli.n_samples, device, data_fit)
     loop = share["total"] - share["network"]
     print(f"\nReference sampler, {cli.n_samples} samples: {share['total']:.2f} s in all, {share['network']:.2f} s "
           f"in its {share['calls']} network calls, {loop:.2f} s ({100 * loop / share['total']:.1f} %) "

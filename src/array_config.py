@@ -11,7 +11,7 @@ config (README.org, "Your own function data")::
     DATA_DIR=DATA.npy python eval.py --exp_name=results/mydata/1 --savedir=results/mydata/1/eval --mode=generate
 
 The config is the quickstart's (exps/json/quickstart.json: its network, optimiser, noise levels
-and Euler sampler with churn), with what depends on the data set from the data:
+and sampler: Heun's method from the data's Gaussian fit), with what depends on the data set from the data:
 
 - ``resolution`` the file's grid and ``npad`` = resolution / 16 (the paper's 8 at 128 px): the
   functions are trained on their own grid, cropped by a few pixels that the network pads back.
@@ -35,7 +35,7 @@ and Euler sampler with churn), with what depends on the data set from the data:
   from noise of mean 0, must cover too (Darcy-flow solutions are all positive).
   benchmarks/RESULTS.md, "Your own data", measures the samples of this rule, and at 0.3 and 3 times it.
 - ``sigma_L`` = sigma_1 / 1000 and ``epsilon`` = sigma_L / 2: the quickstart's ratios (20 to
-  0.02, and 0.01), so that its 35 Euler steps and its Langevin step rule cover the same range
+  0.02, and 0.01), so that its ODE levels and its Langevin step rule cover the same range
   of noise at any amplitude of the data.
 - ``ntrain`` the file's count, ``augment`` false (flips would move fixed boundaries: a field
   that vanishes on one side only is not one after a flip), ``epochs`` so that training takes

@@ -40,7 +40,7 @@ from src.data import DATA_GRIDS, flip, resample_points
 from src.errors import KnownError
 
 DATA_FIT = "gaussian_fit.pkl"  # the fit of a run's training functions, in its directory beside gt_stats.pkl
-COMPONENTS = 256  # principal components kept: the data's largest-spread directions
+COMPONENTS = 64  # principal components kept: the data's largest-spread directions (docs/samplers.org)
 RECORD_KEYS = ("mean", "components", "residual_scale", "n_functions", "flips", "grid")
 
 

@@ -36,7 +36,7 @@ def test_the_written_config_loads_and_its_keys_follow_the_data(tmp_path, fields,
     args, written = write_config(tmp_path, fields)
     out = capsys.readouterr().out
     assert (args.ntrain, args.resolution, args.npad, args.augment) == (64, 16, 1, False)
-    assert args.sampler == "euler" and args.sampler_steps == 35 and args.sampler_churn > 0
+    assert (args.sampler, args.sampler_steps, args.sampler_churn, args.sampler_start) == ("heun", 5, 0.0, "data_fit")
     assert args.sigma_L == pytest.approx(args.sigma_1 / 1000, rel=1e-2)
     assert 2 * args.rbf_scale ** 2 * args.data_resolution == pytest.approx(4, rel=1e-2)  # 4 pixels
     # One line a key: what it chose and why.

@@ -189,15 +189,16 @@ def test_sampler_quality_scores_every_sampler_at_its_budgets(trained_run, tmp_pa
     figure = tmp_path / "sampler_quality.png"
     result = run_benchmark(trained_run.parent, "sampler_quality", "--exp_name", str(trained_run),
                            "--n_samples", "4", "--seeds", "0", "1", "--budgets", "5", "9", "--churns", "0", "1000",
-                           "--figure", str(figure))
+                           "--samplers", "heun", "--figure", str(figure))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = table_rows(result.stdout)
     evaluations = TINY["L"] * TINY["T"]
     assert [(row[0], row[1]) for row in rows] == [
         ("langevin (config)", str(evaluations)),  # then L = budget // T levels of T steps (T = 2 here)
-        ("langevin", "4"), ("euler", "5"), ("euler churn 1000", "5"), ("heun", "5"), ("heun churn 1000", "5"),
-        ("langevin", "8"), ("euler", "9"), ("euler churn 1000", "9"), ("heun", "9"), ("heun churn 1000", "9"),
-        ("held-out data", "-")]
+        ("langevin", "4"), ("heun", "5"), ("heun, data_fit", "5"), ("heun churn 1000", "5"),
+        ("heun churn 1000, data_fit", "5"),
+        ("langevin", "8"), ("heun", "9"), ("heun, data_fit", "9"), ("heun churn 1000", "9"),
+        ("heun churn 1000, data_fit", "9"), ("held-out data", "-")]
     assert all("+-" in row[2] for row in rows[:-1])  # mean +- spread over the 2 seeds
     assert "for the loop" in result.stdout
     assert figure.stat().st_size > 0
@@ -217,8 +218,9 @@ def test_sampler_quality_gpu_script_stops_training_at_its_time_and_scores_those_
     assert (config["epochs"], config["Ntest"]) == (10_000, 4)
     assert not (run_dir / "samples").exists() or not list((run_dir / "samples").glob("*.png"))  # no validation
     rows = table_rows(result.stdout)
-    assert [row[0] for row in rows] == ["langevin (config)", "langevin", "euler", "euler churn 1000", "heun",
-                                        "heun churn 1000", "held-out data"]
+    assert [row[0] for row in rows] == ["langevin (config)", "langevin", "euler", "euler, data_fit", "euler churn 1000",
+                                        "euler churn 1000, data_fit", "heun", "heun, data_fit", "heun churn 1000",
+                                        "heun churn 1000, data_fit", "held-out data"]
     assert (run_dir / "sampler_quality_gpu.png").stat().st_size > 0
 
     again = run_command(["bash", "benchmarks/sampler_quality_gpu.sh"], data_dir=tiny / "data", RUN_DIR=run_dir,
