@@ -19,7 +19,8 @@ Layers, lowest first; a module imports from its own layer or below, never from a
     0  errors, threads, methods (this registry: names and scripts only)
     1  files, progress
     2  data, noise, distributed, metrics, uno, synthetic
-    3  diffusion (the equations), score_network, legacy_uno (the original code's network), plotting
+    3  diffusion (the equations), posterior (conditional sampling), score_network, legacy_uno (the original
+       code's network), plotting
     4  checkpoint
     5  config (the keys both methods share, and loading a method's config by name)
     6  experiment (the Method interface, the noise of a config, sampling)
