@@ -130,13 +130,11 @@ def make_masks(request: PosteriorRequest, observed: torch.Tensor, kind: str, see
             raise EvaluationError("--mask coherence is for phase data (Volcano): this experiment's functions are "
                                   "real fields; use --mask blobs or a file")
         return torch.stack([lowest_fraction_observed(c, request.unobserved) for c in local_coherence(observed)])
-    masks = torch.as_tensor(np.asarray(read_array(request.mask))) != 0
-    if masks.dim() == 2:
-        masks = masks.expand(n, -1, -1)
-    if masks.dim() != 3 or masks.shape[1:] != (res, res) or len(masks) != n:
+    masks = torch.tensor(np.array(read_array(request.mask))) != 0
+    if masks.shape not in ((res, res), (n, res, res)):
         raise EvaluationError(f"--mask {request.mask}: shape {tuple(masks.shape)}, expected ({res}, {res}) or "
                               f"({n}, {res}, {res}), the grid of the {n} observations")
-    return masks
+    return masks.expand(n, res, res)
 
 
 # ---------------------------------------------------------------------------
@@ -162,7 +160,7 @@ def load_observations(args, request: PosteriorRequest, data_dir: Optional[str], 
         coarsen = BlockAverage(truth.shape[1], factor)
         observed = coarsen.as_function(coarsen(truth)) if factor > 1 else truth
     else:
-        observed = torch.as_tensor(np.asarray(read_array(request.observations)), dtype=torch.float32)
+        observed = torch.tensor(np.array(read_array(request.observations)), dtype=torch.float32)
         if observed.dim() == 3:
             observed = observed[None]
         channels = args.function_channels

@@ -163,3 +163,122 @@ def test_bad_observations_are_refused_naming_the_culprit():
     with pytest.raises(PosteriorError, match="singular"):  # GANO's noise has no mean mode to match y's mean with
         ObservationProjection(gano, Identity(RES), 0.0)
     ObservationProjection(gano, Identity(RES), 0.1)  # with observation noise it can
+
+
+# --- eval.py --mode=posterior (src/conditional.py) ----------------------------------------------
+
+import json  # noqa: E402
+import pickle  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import eval as eval_script  # noqa: E402
+from conftest import TINY  # noqa: E402
+from src.conditional import (PosteriorRequest, blob_mask, completion_metrics, load_observations,  # noqa: E402
+                             local_coherence)
+from src.config import config_from_dict  # noqa: E402
+from src.evaluation import EvaluationError  # noqa: E402
+
+
+def tiny_args():
+    return config_from_dict(TINY)  # 14 px functions of 2 channels (Volcano)
+
+
+@pytest.mark.parametrize("keys, observations, mask, message", [
+    ({}, (3, 14, 14, 2), (10, 10), r"--mask .*mask.npy: shape \(10, 10\), expected \(14, 14\)"),
+    ({}, (3, 14, 14, 1), None, r"--observations .*observations.npy: shape \(3, 14, 14, 1\).* 2 channel"),
+    ({}, (3, 12, 12, 2), None, r"12 px grid = 12 px to sample, neither the training grid \(14 px\)"),
+    ({"operator": "average"}, (3, 10, 10, 2), None, r"10 px grid x --factor 2 = 20 px"),
+    ({"variance": -0.5}, (3, 14, 14, 2), None, r"--noise_variance must be >= 0 \(a variance\), got -0.5"),
+    ({"unobserved": 1.5}, (3, 14, 14, 2), None, r"--unobserved must lie in \(0, 1\)"),
+    ({}, (3, 14, 14, 2), (14, 14), None),
+    ({"operator": "average"}, (3, 7, 7, 2), None, None),
+], ids=["mask-shape", "channels", "grid", "coarse-grid", "variance", "fraction", "good-mask", "good-coarse"])
+def test_bad_observations_and_masks_are_refused_naming_the_culprit(tmp_path, keys, observations, mask, message):
+    np.save(tmp_path / "observations.npy", np.zeros(observations))
+    if mask is not None:
+        np.save(tmp_path / "mask.npy", np.ones(mask))
+        keys = {**keys, "mask": str(tmp_path / "mask.npy")}
+    request = PosteriorRequest(observations=str(tmp_path / "observations.npy"), **keys)
+    if message is None:
+        loaded, _ = load_observations(tiny_args(), request, None, 2, seed=0)
+        assert loaded.res == 14
+        return
+    with pytest.raises(EvaluationError, match=message):
+        load_observations(tiny_args(), request, None, 2, seed=0)
+
+
+def test_the_mask_generators_hide_the_fraction_asked_where_they_say():
+    """Blobs hide 30 % in smooth holes; the coherence mask hides the noisy half of a phase map
+    whose other half is constant."""
+    observed = blob_mask(32, 0.3, torch.Generator().manual_seed(0))
+    assert (~observed).float().mean().item() == pytest.approx(0.3, abs=1 / 32**2)
+    phase = torch.zeros(1, 32, 32)
+    phase[:, :, 16:] = torch.rand(1, 32, 16, generator=torch.Generator().manual_seed(1)) * 2 * math.pi
+    u = torch.stack([phase.cos(), phase.sin()], dim=-1)
+    coherence = local_coherence(u)[0]
+    assert coherence[:, :12].min() > 0.99 and coherence[:, 20:].mean() < 0.5
+    request = PosteriorRequest(mask="coherence", unobserved=0.4)
+    from src.conditional import make_masks
+    hidden = ~make_masks(request, u, "circular", seed=0)[0]
+    assert hidden[:, 16:].sum() == hidden.sum()  # all of it in the noisy half
+
+
+def test_completion_metrics_against_hand_computed_values():
+    """Two completions around a truth of 0: their mean's error, each one's, and the share of the
+    truth inside their central interval; phases compare by the wrapped difference."""
+    truth = torch.zeros(2, 2, 1)
+    samples = torch.stack([torch.full((2, 2, 1), 1.0), torch.full((2, 2, 1), -3.0)])
+    unobserved = torch.tensor([[True, False], [False, False]])
+    metrics = completion_metrics(samples, truth, unobserved, "field")
+    assert metrics["error"] == pytest.approx(1.0) and metrics["sample_error"] == pytest.approx(2.0)
+    assert metrics["calibration"] == 1.0
+    angle = torch.tensor([math.pi - 0.1, -math.pi + 0.1])  # both 0.1 from pi across the wrap
+    phases = torch.stack([angle.cos(), angle.sin()], dim=-1)[:, None, None, :].expand(2, 2, 2, 2)
+    truth_phase = torch.tensor([-1.0, 0.0]).expand(2, 2, 2)
+    metrics = completion_metrics(phases, truth_phase, unobserved, "circular")
+    assert metrics["sample_error"] == pytest.approx(0.1, abs=1e-5)
+
+
+def posterior_eval(run, savedir, data_dir, *flags):
+    from conftest import run_command
+    return run_command([sys.executable, "eval.py", f"--exp_name={run}", f"--savedir={savedir}", "--mode=posterior",
+                        "--n_observations=2", "--K=3", "--sampler", "L=3", "T=2", *flags], data_dir=data_dir)
+
+
+import sys  # noqa: E402
+
+
+@pytest.mark.parametrize("flags", [("--operator=mask", "--mask=blobs"), ("--operator=average", "--factor=2"),
+                                   ("--operator=identity", "--noise_variance=0.01")], ids=["mask", "average", "identity"])
+def test_posterior_mode_completes_held_out_functions(tiny_run, tiny_data, tmp_path, flags):
+    """Observed pixels kept (a mask: exactly; block means: to round-off), K samples an observation,
+    their mean and std, the truth, and metrics; the figure drawn; nothing else written."""
+    result = posterior_eval(tiny_run, tmp_path, tiny_data, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record_path,) = tmp_path.glob("posterior_*.pkl")
+    record = pickle.loads(record_path.read_bytes())
+    res = 28 if "--operator=average" in flags else 14
+    assert record["samples"].shape == (2, 3, res, res, 2)
+    assert record["mean"].shape == record["std"].shape == record["truth"].shape == (2, res, res, 2)
+    samples = torch.from_numpy(record["samples"])
+    if "--operator=mask" in flags:
+        mask = torch.from_numpy(record["mask"])
+        assert torch.allclose(samples[:, :, mask[0]][0], torch.from_numpy(record["truth"])[0][mask[0]].expand(3, -1, -1),
+                              atol=1e-5)
+    if "--operator=average" in flags:
+        means = BlockAverage(28, 2)(samples.flatten(0, 1)).reshape(2, 3, 14, 14, 2)
+        assert torch.allclose(means, torch.from_numpy(record["observation"])[:, None].expand_as(means), atol=1e-4)
+    metrics = json.loads(next(tmp_path.glob("metrics_posterior_*.json")).read_text())
+    for key in ("error", "calibration", "observation_misfit", "w_total", "w_rough"):
+        assert math.isfinite(metrics[key])
+    assert {path.suffix for path in tmp_path.iterdir()} == {".pkl", ".json", ".png", ".pdf"}
+
+
+def test_posterior_mode_refuses_a_bad_mask_and_writes_nothing(tiny_run, tiny_data, tmp_path):
+    np.save(tmp_path / "mask.npy", np.ones((10, 10)))
+    savedir = tmp_path / "eval"
+    result = posterior_eval(tiny_run, savedir, tiny_data, f"--mask={tmp_path / 'mask.npy'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --mask") and "(10, 10)" in result.stderr
+    assert not savedir.exists() or not any(savedir.iterdir())
