@@ -254,15 +254,8 @@ def posterior(method: Method, args, exp_dir: Path, savedir: Path, request, condi
         operator = observations.operator(i, conditioning, factor)
         projection = ObservationProjection(noise_sampler, operator, conditioning.variance)
         y = operator.as_observation(observations.observed[i: i + 1]).to(device)
-        samples = []
-        for b, start in enumerate(range(0, k, request.batch_size)):
-            generator = keyed_generator(request.seed, i, b, device=device)
-            x = noise_sampler.sample(min(request.batch_size, k - start), generator)
-            samples.append(posterior_langevin(model, noise_sampler, sigmas, x, y, projection, args.epsilon, args.T,
-                                              generator, step_rule=args.step_rule,
-                                              denoise_last=args.denoise_last).cpu())
-            bar.update(1)
-        samples = torch.cat(samples)
+        samples = complete(model, args, noise_sampler, sigmas, y, projection, k, request.batch_size,
+                           (request.seed, i), bar)
         row = {"observation_misfit": observation_misfit(samples, y.cpu(), operator)}
         if observations.truth is not None:
             row |= completion_metrics(samples, observations.truth[i], unobserved_pixels(operator), args.metric_kind)
@@ -293,6 +286,21 @@ def posterior(method: Method, args, exp_dir: Path, savedir: Path, request, condi
                    None if observations.truth is None else observations.truth[:FIGURE_ROWS],
                    figure_paths(savedir, f"posterior_{name}"), args.metric_kind)
     return [path.name for path in files] + [path.name for path in figure_paths(savedir, f"posterior_{name}")]
+
+
+def complete(model, args, noise_sampler, sigmas: torch.Tensor, y: torch.Tensor, projection: ObservationProjection,
+             k: int, batch_size: int, key: tuple, bar=None) -> torch.Tensor:
+    """K completions (K, res, res, C) on the CPU of one observation y (1, m, C) by
+    `posterior_langevin` with the config's Langevin keys, in batches keyed by (``key``, batch)."""
+    samples = []
+    for b, start in enumerate(range(0, k, batch_size)):
+        generator = keyed_generator(*key, b, device=noise_sampler.device)
+        x = noise_sampler.sample(min(batch_size, k - start), generator)
+        samples.append(posterior_langevin(model, noise_sampler, sigmas, x, y, projection, args.epsilon, args.T,
+                                          generator, step_rule=args.step_rule, denoise_last=args.denoise_last).cpu())
+        if bar is not None:
+            bar.update(1)
+    return torch.cat(samples)
 
 
 def posterior_record(samples, observations: Observations, conditioning: PosteriorRequest, metrics: dict,
