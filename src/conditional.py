@@ -55,7 +55,7 @@ CENTRAL = 0.9  # the calibration's interval: the samples' central 90 %
 class PosteriorRequest:
     """What --mode=posterior conditions on (eval.py's flags): ``operator`` of `OPERATORS`;
     ``observations`` a file or None (held-out functions); ``n_observations`` of them at most;
-    ``samples`` (K) a observation; ``mask`` a file or one of `MASK_GENERATORS`; ``unobserved`` the
+    ``samples`` (K) an observation; ``mask`` a file or one of `MASK_GENERATORS`; ``unobserved`` the
     generators' fraction; ``variance`` of the observation noise."""
 
     operator: str = "mask"

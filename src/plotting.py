@@ -200,7 +200,7 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
 
 def plot_posterior(observed: torch.Tensor, samples: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                    truth: Optional[torch.Tensor], paths, kind: str) -> None:
-    """A row a observation: the observation (NaN where unobserved: blank), samples (N, S, res,
+    """A row an observation: the observation (NaN where unobserved: blank), samples (N, S, res,
     res, C), the posterior mean and standard deviation (N, res, res, C) and the truth if given.
     Phases (the circular kind) as phase maps, the standard deviation as its norm over (cos, sin);
     fields as channel 0 on one colour scale."""
