@@ -24,6 +24,11 @@ generate  Ntest samples at the training resolution with the checkpoint's EMA wei
 superres  the same weights on a grid --factor times as fine: gt_stats_<f>x.pkl (from
           DATA_DIR at factor x the resolution), samples_<f>x.<ckpt>.pkl, stats_<f>x.<ckpt>.pkl,
           metrics_<f>x.<ckpt>.json.
+posterior K completions of observations (--observations FILE, or DATA_DIR's held-out functions)
+          by --operator mask (inpainting: --mask FILE|blobs|coherence), average (conditional
+          super-resolution, --factor) or identity (denoising, --noise_variance), with
+          src/posterior.py: posterior_<what>.<ckpt>.pkl, metrics_posterior_<what>.<ckpt>.json and a
+          figure (src/conditional.py).
 plot      for every samples[_<f>x].<ckpt>.pkl in savedir: sample grids (presets 4x4, 4x5,
           4x3, four pages each), the mean images and the statistics histograms, PNG and PDF.
 

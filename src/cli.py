@@ -33,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src import methods, training
+from src import conditional, methods, training
 from src.config import ConfigError, load_config
 from src.data import load_data
 from src.distributed import DistributedError, World, default_device
@@ -44,7 +44,7 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 # The exit status of a run stopped by a signal outside Slurm: sysexits' EX_TEMPFAIL, "try again
 # later", since the run resumes where it stopped. Refusals exit 2, crashes 1.
 STOPPED_EXIT = 75
-EVAL_MODES = ("generate", "plot", "superres")
+EVAL_MODES = ("generate", "plot", "superres", "posterior")
 
 
 def refuse(error: KnownError, world: World | None = None) -> int:
@@ -269,6 +269,9 @@ def evaluate(method: str, argv=None, description=None) -> int:
         args = chosen.with_sampler(experiment_config(exp_dir, method, original), dict(cli.sampler))
         if cli.mode == "plot":
             written = plot(args, exp_dir, savedir, outputs_of)
+        elif cli.mode == "posterior":
+            written = conditional.posterior(chosen, args, exp_dir, savedir, request, posterior_request(cli),
+                                            os.environ.get("DATA_DIR"), default_device())
         else:
             mode = generate if cli.mode == "generate" else superres
             written = mode(chosen, args, exp_dir, savedir, request, os.environ.get("DATA_DIR"), default_device())
@@ -299,7 +302,27 @@ def eval_arguments(argv, description, sampler_keys: tuple[str, ...]) -> argparse
     keys = f"of {', '.join(sampler_keys)}" if sampler_keys else "(this method has none)"
     parser.add_argument("--sampler", nargs="+", default=[], type=parse_key_value, metavar="KEY=VALUE",
                         help=f"sample with these config keys changed, {keys}; the outputs are named after them")
+    posterior = parser.add_argument_group("--mode=posterior (src/conditional.py): complete observations")
+    posterior.add_argument("--operator", choices=conditional.OPERATORS, default="mask",
+                           help="mask: inpainting; average: block means, a grid --factor times as fine; identity: "
+                                "denoising (default: %(default)s)")
+    posterior.add_argument("--observations", default=None, metavar="FILE",
+                           help=".npy/.pt functions (N, res, res, C) to complete (default: DATA_DIR's held-out ones)")
+    posterior.add_argument("--n_observations", type=positive_int, default=4, help="at most this many (default: 4)")
+    posterior.add_argument("--K", type=positive_int, default=16, help="samples per observation (default: 16)")
+    posterior.add_argument("--mask", default="blobs",
+                           help=f"a .npy/.pt file (nonzero = observed) or {' or '.join(conditional.MASK_GENERATORS)} "
+                                "(default: %(default)s)")
+    posterior.add_argument("--unobserved", type=float, default=0.3,
+                           help="fraction of the pixels the mask generators leave unobserved (default: %(default)s)")
+    posterior.add_argument("--noise_variance", type=float, default=0.0,
+                           help="variance of the observation's white noise (default: %(default)s)")
     return parser.parse_args(argv)
+
+
+def posterior_request(cli: argparse.Namespace):
+    return conditional.PosteriorRequest(cli.operator, cli.observations, cli.n_observations, cli.K, cli.mask,
+                                        cli.unobserved, cli.noise_variance)
 
 
 def positive_int(text: str) -> int:

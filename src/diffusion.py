@@ -21,6 +21,8 @@ from src.distributed import Shard
 from src.progress import progress_bar
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# constrain(x, sigma, alpha, noisy) -> x, after each Langevin step (see `annealed_langevin`).
+Constraint = Callable[[torch.Tensor, float, float, bool], torch.Tensor]
 SAMPLERS = ("langevin", "heun", "euler")
 SCHEDULES = ("geometric", "linear")
 LOSS_WEIGHTINGS = ("sigma", "unit")
@@ -109,7 +111,7 @@ def step_sizes(sigmas: torch.Tensor, epsilon: float, rule: str = "sigma_squared"
 def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: torch.Tensor,
                       epsilon: float, T: int, generator: Optional[torch.Generator] = None,
                       progress: bool = False, step_rule: str = "sigma_squared",
-                      denoise_last: bool = False) -> torch.Tensor:
+                      denoise_last: bool = False, constrain: Optional[Constraint] = None) -> torch.Tensor:
     """Annealed Langevin dynamics (the original's ``sample_trace``; Song & Ermon 2019, Alg. 1).
 
     For each level j, T steps of ``x <- x + alpha_j / 2 F(x, sigma_j) + sqrt(alpha_j) z`` with
@@ -117,7 +119,9 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
     dynamics, whose noise must have covariance C) and alpha_j from `step_sizes`; the very last
     step adds no noise. ``denoise_last`` then takes ``x <- x + sigma_L F(x, sigma_L)``, Tweedie's
     posterior mean E[u | x] at the last level, which removes the noise of variance sigma_L that
-    the dynamics leaves in every sample (Jolicoeur-Martineau et al. 2021).
+    the dynamics leaves in every sample (Jolicoeur-Martineau et al. 2021). ``constrain``, if
+    given, is called after every step as ``x = constrain(x, sigma_j, alpha_j, noisy)`` (``noisy``:
+    whether the step added noise): the posterior sampler (src/posterior.py) projects there.
 
     Parameters
     ----------
@@ -136,8 +140,11 @@ def annealed_langevin(score: ScoreFn, noise_sampler, sigmas: torch.Tensor, x: to
         batch_sigma.fill_(sigma)
         for t in range(T):
             x = x + 0.5 * alpha * score(x, batch_sigma)
-            if not (level == len(alphas) - 1 and t == T - 1):
+            noisy = not (level == len(alphas) - 1 and t == T - 1)
+            if noisy:
                 x = x + math.sqrt(alpha) * noise_sampler.sample(x.shape[0], generator=generator)
+            if constrain is not None:
+                x = constrain(x, sigma, alpha, noisy)
             steps.update(1)
     steps.close()
     if denoise_last:

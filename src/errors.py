@@ -6,7 +6,7 @@ any other exception is a bug (ours or a library's) and keeps its traceback (stat
 module raises its own kinds, all subclasses of `KnownError`: `src.config.ConfigError`,
 `src.data.DataError`, `src.noise.NoiseError`, `src.checkpoint.CheckpointError`,
 `src.files.WriteError`, `src.distributed.DistributedError`, `src.training.TrainingError`,
-`src.evaluation.EvaluationError`, `src.methods.UnknownMethodError`.
+`src.evaluation.EvaluationError`, `src.methods.UnknownMethodError`, `src.posterior.PosteriorError`.
 """
 
 

@@ -199,3 +199,38 @@ def plot_run_overview(savedir: Path, train: torch.Tensor, noise_sampler, sigmas:
     subsets = [train[torch.randperm(len(train), generator=cpu_generator)[:n_mean]].mean(0) for _ in range(8)]
     plot_functions(torch.stack(subsets), savedir / "mean_subsamples.png", ncols=4, kind=kind,
                    suptitle=f"means of random subsets of {min(n_mean, len(train))} training functions")
+
+
+def plot_posterior(observed: torch.Tensor, samples: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                   truth: Optional[torch.Tensor], paths, kind: str) -> None:
+    """A row an observation: the observation (NaN where unobserved: blank), samples (N, S, res,
+    res, C), the posterior mean and standard deviation (N, res, res, C) and the truth if given.
+    Phases (the circular kind) as phase maps, the standard deviation as its norm over (cos, sin);
+    fields as channel 0 on one colour scale."""
+    columns = [("observation", observed)] + [(f"sample {s + 1}", samples[:, s]) for s in range(samples.shape[1])]
+    columns += [("posterior mean", mean)] + ([("truth", truth)] if truth is not None else [])
+    if kind == "circular":
+        def shown(u):
+            return to_phase(u.float()).numpy()
+        style = PHASE_STYLE
+        spread = std.float().norm(dim=-1).numpy()
+    else:
+        def shown(u):
+            return u[..., 0].float().numpy()
+        values = np.concatenate([shown(u)[np.isfinite(shown(u))] for _, u in columns])
+        low, high = np.percentile(values, [0.5, 99.5]) if values.size else (0.0, 1.0)
+        style = dict(cmap="viridis", vmin=low, vmax=max(high, low + 1e-12))
+        spread = std[..., 0].float().numpy()
+    rows = len(observed)
+    fig = Figure(figsize=(1.9 * (len(columns) + 1), 1.9 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, len(columns) + 1, squeeze=False)
+    for row in range(rows):
+        for column, (title, u) in enumerate(columns):
+            axes[row, column].imshow(shown(u[row]), **style)
+        image = axes[row, -1].imshow(spread[row], cmap="magma", vmin=0)
+        fig.colorbar(image, ax=axes[row, -1], fraction=0.046)
+    for column, title in enumerate([title for title, _ in columns] + ["posterior std"]):
+        axes[0, column].set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    _save(fig, paths)

@@ -19,13 +19,13 @@ Layers, lowest first; a module imports from its own layer or below, never from a
     0  errors, threads, methods (this registry: names and scripts only)
     1  files, progress
     2  data, noise, distributed, metrics, uno, synthetic
-    3  diffusion (the equations), gaussian_fit (where the ODE starts), score_network, legacy_uno (the
-       original code's network), plotting
+    3  diffusion (the equations), gaussian_fit (where the ODE starts), posterior (conditional sampling),
+       score_network, legacy_uno (the original code's network), plotting
     4  checkpoint
     5  config (the keys both methods share, and loading a method's config by name)
     6  experiment (the Method interface, the noise of a config, sampling)
     7  training (the loop), evaluation
-    8  methods.diffusion, methods.gano
+    8  methods.diffusion, methods.gano, conditional (eval.py's posterior mode: the diffusion operator's)
     9  cli (argv, environment, signals), and the command lines src/methods/__main__.py,
        src/synthetic/__main__.py and array_config; the root scripts (train.py, eval.py, ...) above all
 
