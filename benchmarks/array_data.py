@@ -76,7 +76,7 @@ def pixel_std(u: torch.Tensor) -> float:
 def score_seed(args, seed: int, run_dir: Path, data: Path, n_samples: int, law) -> tuple[dict, dict]:
     """(samples' metrics, held-out metrics) of one seed, each with the std ratio and the ratio to the floor."""
     args = replace(args, seed=seed, record_interval=args.epochs, Ntest=n_samples, val_batch_size=n_samples)
-    scores = train_and_score(args, run_dir, [1], n_samples, law, sampling_seed=seed)[1]
+    scores = train_and_score(args, run_dir, [1], n_samples, law, ["config"], sampling_seed=seed)["config"][1]
     trained = load_config(run_dir / "config.json")
     floor = held_out_scores(trained, data, [1], n_samples, law)[1]
     train, valid = load_data(trained, str(data))

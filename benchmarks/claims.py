@@ -112,11 +112,10 @@ def train_and_score(args, run_dir: Path, factors: list[int], n_samples: int, law
     """{sampler: {factor: metrics}} of the trained run's samples at each factor, drawn by eval.py
     with ``sampling_seed`` and each of ``samplers`` (see the module's docstring)."""
     train_run(args, run_dir, "claims.json")
-    scores = {}
-    for index, sampler in enumerate(samplers):
+    scores, eval_dir = {}, run_dir / "eval"
+    for sampler in samplers:
         changes = [] if sampler == "config" else sampler.split(",")
         outputs_of = CHECKPOINT + "".join(f".{change}" for change in changes)  # eval.py's name of them
-        eval_dir = run_dir / f"eval{index}"
         scores[sampler] = {}
         for factor in factors:
             mode = ["--mode=generate"] if factor == 1 else ["--mode=superres", f"--factor={factor}"]
